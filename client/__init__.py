@@ -1,0 +1,1 @@
+"""The coterie client library (arrives with the running-cluster work)."""
