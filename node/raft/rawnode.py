@@ -1,0 +1,208 @@
+"""The host-facing API of the Raft core: feed it input, take a :class:`Ready`, do the I/O, ``advance()``.
+
+A host loop looks like this (the order is what makes it safe, thesis 10.2.1)::
+
+    node = RawNode(RaftConfig(id=1), random.Random(seed), storage_state..., conf_state=ConfState((1, 2, 3)))
+    while running:
+        node.tick() every tick interval; node.step(msg) for each peer message; node.propose(data) ...
+        if node.has_ready():
+            rd = node.ready()
+            storage.save(rd.hard_state, rd.entries, rd.snapshot)   # one fsync
+            send(rd.messages); send(rd.persisted_messages)        # the latter only after the fsync
+            apply(rd.snapshot, rd.committed_entries); serve(rd.read_states)
+            node.advance(rd)
+
+Membership changes in committed entries are applied to the core inside :meth:`RawNode.advance`, so the
+host only needs to apply them to its own view of the cluster (for example, peer addresses).
+"""
+
+from __future__ import annotations
+
+import random as _random_mod
+from dataclasses import dataclass
+
+from . import confchange
+from .config import RaftConfig
+from .errors import InvariantViolation
+from .progress import ProgressState
+from .raft import CampaignKind, Raft
+from .types import (
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    Ready,
+    Role,
+    Snapshot,
+    SoftState,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    match: int
+    next: int
+    state: str
+    learner: bool
+    recent_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A read-only view for status pages and tests."""
+
+    id: int
+    term: int
+    vote: int
+    leader: int
+    role: Role
+    commit: int
+    applied: int
+    last_index: int
+    first_index: int
+    conf_state: ConfState
+    peers: dict[int, PeerStatus]
+    lead_transferee: int
+
+
+class RawNode:
+    """Wraps :class:`Raft` with Ready/advance bookkeeping (etcd raft's RawNode)."""
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        rng: _random_mod.Random,
+        *,
+        hard_state: HardState | None = None,
+        snapshot: Snapshot | None = None,
+        entries: list[Entry] | None = None,
+        conf_state: ConfState | None = None,
+    ) -> None:
+        """Start from durable state (all empty for a brand-new node).
+
+        ``conf_state`` is the initial membership of a new cluster; a snapshot's membership overrides it,
+        and membership changes in the log are re-applied as their entries are applied again.
+        """
+        hs = hard_state or HardState()
+        self.raft = Raft(config, rng, hs, snapshot, list(entries or []), conf_state or ConfState())
+        self._prev_soft = self.raft.soft_state()
+        self._prev_hard = self.raft.hard_state()
+
+    # ---------------------------------------------------------------- input
+    def tick(self) -> None:
+        self.raft.tick()
+
+    def campaign(self) -> None:
+        """Start an election now (used by tests and by an operator forcing a campaign)."""
+        self.raft.hup(CampaignKind.PRE_ELECTION if self.raft.cfg.pre_vote else CampaignKind.ELECTION)
+
+    def step(self, m: Message) -> None:
+        if m.to != self.raft.id:
+            raise InvariantViolation(f"message for {m.to} delivered to {self.raft.id}")
+        self.raft.step(m)
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Append a command; returns (term, index). Raises a ProposalDropped subclass if refused."""
+        return self.raft.propose(data)
+
+    def propose_conf_change(self, cc: ConfChange) -> tuple[int, int]:
+        return self.raft.propose(confchange.encode(cc), EntryType.CONF_CHANGE)
+
+    def read_index(self, context: bytes) -> None:
+        """Ask for a linearizable read point; it arrives as a ReadState with the same ``context``."""
+        self.raft.read_index(context)
+
+    def transfer_leader(self, target: int) -> None:
+        self.raft.transfer_leader(target)
+
+    def create_snapshot(self, data: bytes, keep_entries: int = 0) -> Snapshot:
+        """Snapshot the state machine at the applied index and compact the in-memory log.
+
+        The host must persist the snapshot before dropping the entries it covers from storage.
+        """
+        return self.raft.create_snapshot(self.raft.log.applied, data, keep_entries)
+
+    # ---------------------------------------------------------------- output
+    def has_ready(self) -> bool:
+        r = self.raft
+        return bool(
+            r.msgs
+            or r.msgs_after_persist
+            or r.read_states
+            or r.pending_snapshot is not None
+            or r.log.stabled < r.log.last_index()
+            or r.log.applying < r.log.committed
+            or r.soft_state() != self._prev_soft
+            or r.hard_state() != self._prev_hard
+        )
+
+    def ready(self) -> Ready:
+        """Collect pending work. Call :meth:`advance` with it once done, before the next ``ready()``."""
+        r = self.raft
+        soft = r.soft_state()
+        hard = r.hard_state()
+        committed: list[Entry] = r.log.next_committed(r.cfg.max_committed_size_per_ready)
+        rd = Ready(
+            soft_state=soft if soft != self._prev_soft else None,
+            hard_state=hard if hard != self._prev_hard else None,
+            entries=tuple(r.log.unstable_entries()),
+            snapshot=r.pending_snapshot,
+            messages=tuple(r.msgs),
+            persisted_messages=tuple(r.msgs_after_persist),
+            committed_entries=tuple(committed),
+            read_states=tuple(r.read_states),
+        )
+        r.msgs = []
+        r.msgs_after_persist = []
+        r.read_states = []
+        self._prev_soft = soft
+        if committed:
+            r.log.applying = committed[-1].index
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The host has persisted, sent and applied ``rd``."""
+        r = self.raft
+        if rd.hard_state is not None:
+            self._prev_hard = rd.hard_state
+        if rd.snapshot is not None:
+            if r.pending_snapshot is rd.snapshot:
+                r.pending_snapshot = None
+            r.log.applied = max(r.log.applied, rd.snapshot.metadata.index)
+        if rd.entries:
+            last = rd.entries[-1]
+            r.log.stable_to(last.index, last.term)
+        if rd.committed_entries:
+            for e in rd.committed_entries:
+                if e.type == EntryType.CONF_CHANGE:
+                    r.log.applied_to(e.index - 1)
+                    r.apply_conf_change(confchange.decode(e.data))
+            r.log.applied_to(rd.committed_entries[-1].index)
+        if rd.entries or rd.snapshot is not None:
+            r.on_persisted()
+
+    # ---------------------------------------------------------------- inspection
+    def status(self) -> Status:
+        r = self.raft
+        peers = {}
+        if r.role == Role.LEADER:
+            peers = {
+                pid: PeerStatus(pr.match, pr.next, ProgressState(pr.state).name, pr.is_learner,
+                                pr.recent_active)
+                for pid, pr in r.prs.items()
+            }
+        return Status(
+            id=r.id, term=r.term, vote=r.vote, leader=r.lead, role=r.role, commit=r.log.committed,
+            applied=r.log.applied, last_index=r.log.last_index(), first_index=r.log.first_index(),
+            conf_state=r.conf, peers=peers, lead_transferee=r.lead_transferee,
+        )
+
+    @property
+    def id(self) -> int:
+        return self.raft.id
+
+    @property
+    def soft_state(self) -> SoftState:
+        return self.raft.soft_state()
