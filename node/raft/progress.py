@@ -171,7 +171,7 @@ class VoteResult(IntEnum):
 def vote_result(voters: tuple[int, ...] | set[int], votes: dict[int, bool]) -> VoteResult:
     """Tally the votes cast by ``voters`` (votes from non-voters are ignored)."""
     if not voters:
-        return VoteResult.WON
+        return VoteResult.LOST
     granted = rejected = 0
     for v in voters:
         cast = votes.get(v)

@@ -87,7 +87,6 @@ class Raft:
         hard_state: HardState,
         snapshot: Snapshot | None,
         entries: list[Entry],
-        conf_state: ConfState,
     ) -> None:
         config.validate()
         self.cfg = config
@@ -103,8 +102,8 @@ class Raft:
         self.vote = hard_state.vote
         self.lead = NONE
         self.role = Role.FOLLOWER
-        self.conf = meta.conf_state if meta is not None and (meta.conf_state.voters or
-                                                             meta.conf_state.learners) else conf_state
+        # Membership as of the snapshot; later changes are re-applied as their entries are applied.
+        self.conf = meta.conf_state if meta is not None else ConfState()
         self.prs: dict[int, Progress] = {}
         self.votes: dict[int, bool] = {}
         self.msgs: list[Message] = []
@@ -679,7 +678,6 @@ class Raft:
         self._reset_progress()
         self.snapshot = snap
         self.pending_snapshot = snap
-        self.removed = self.id not in self.conf.voters and self.id not in self.conf.learners
         return True
 
     # ================================================================ requests from the host
@@ -749,7 +747,7 @@ class Raft:
         me = self.prs.get(self.id)
         if me is not None and self.role == Role.LEADER:
             me.recent_active = True
-        if self.id not in self.conf.voters and self.id not in self.conf.learners:
+        if cc.type == ConfChangeType.REMOVE and cc.node_id == self.id:
             self.removed = True
         if self.role != Role.LEADER:
             return
@@ -773,6 +771,8 @@ class Raft:
         """Record the host's state machine image at ``index`` (== applied) and compact the log."""
         if index != self.log.applied:
             raise InvariantViolation(f"snapshot at {index} but applied is {self.log.applied}")
+        if self.pending_snapshot is not None or index < self.log.offset:
+            raise InvariantViolation("cannot snapshot while a snapshot from the leader is pending")
         term = self.log.term(index)
         if term is None:
             raise InvariantViolation(f"snapshot index {index} already compacted")

@@ -28,6 +28,7 @@ from .progress import ProgressState
 from .raft import CampaignKind, Raft
 from .types import (
     ConfChange,
+    ConfChangeType,
     ConfState,
     Entry,
     EntryType,
@@ -82,13 +83,30 @@ class RawNode:
     ) -> None:
         """Start from durable state (all empty for a brand-new node).
 
-        ``conf_state`` is the initial membership of a new cluster; a snapshot's membership overrides it,
-        and membership changes in the log are re-applied as their entries are applied again.
+        ``conf_state`` bootstraps a brand-new cluster: when storage is empty, the node writes one
+        committed membership entry per initial member at term 1 (indices 1..n), identical on every
+        initial member, so nodes that join later learn the full membership history from the log. A node
+        joining an existing cluster passes no ``conf_state`` and learns membership from the leader.
+        It is ignored once storage holds anything.
         """
         hs = hard_state or HardState()
-        self.raft = Raft(config, rng, hs, snapshot, list(entries or []), conf_state or ConfState())
+        ents = list(entries or [])
+        bootstrap = conf_state is not None and hs == HardState() and not ents and (
+            snapshot is None or snapshot.is_empty)
+        if bootstrap:
+            assert conf_state is not None
+            changes = [ConfChange(ConfChangeType.ADD_VOTER, v) for v in sorted(conf_state.voters)]
+            changes += [ConfChange(ConfChangeType.ADD_LEARNER, v) for v in sorted(conf_state.learners)]
+            ents = [Entry(1, i + 1, EntryType.CONF_CHANGE, confchange.encode(cc))
+                    for i, cc in enumerate(changes)]
+            hs = HardState(term=1, vote=0, commit=len(ents))
+        self.raft = Raft(config, rng, hs, snapshot, ents)
         self._prev_soft = self.raft.soft_state()
         self._prev_hard = self.raft.hard_state()
+        if bootstrap:
+            # Nothing of the bootstrap is durable yet: the first Ready persists it.
+            self.raft.log.stabled = 0
+            self._prev_hard = HardState()
 
     # ---------------------------------------------------------------- input
     def tick(self) -> None:

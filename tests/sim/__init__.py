@@ -1,0 +1,1 @@
+"""Deterministic simulation and history-checking helpers for the coterie test suite."""
