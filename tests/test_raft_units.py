@@ -173,13 +173,16 @@ def test_confchange_roundtrip_and_apply() -> None:
 def test_single_node_commits_only_after_persist() -> None:
     """The leader counts itself towards a commit only after its own fsync (thesis 10.2.1)."""
     n = RawNode(RaftConfig(id=1), random.Random(1), conf_state=ConfState((1,)))
+    rd = n.ready()  # bootstrap: the membership entry, already committed, to persist and apply
+    assert [e.index for e in rd.entries] == [1] and [e.index for e in rd.committed_entries] == [1]
+    n.advance(rd)
     n.campaign()
     assert n.status().role == Role.LEADER
     rd = n.ready()
-    assert rd.entries and not rd.committed_entries  # no-op written, not yet committed
+    assert [e.index for e in rd.entries] == [2] and not rd.committed_entries  # no-op not committed
     n.advance(rd)
     rd = n.ready()
-    assert [e.index for e in rd.committed_entries] == [1]
+    assert [e.index for e in rd.committed_entries] == [2]
     n.advance(rd)
     _, idx = n.propose(b"x")
     rd = n.ready()

@@ -614,9 +614,9 @@ class Raft:
             self.lead = m.frm
             self._handle_snapshot(m)
         elif m.type == MT.TIMEOUT_NOW:
-            # Leadership transfer: campaign now, skipping PreVote and the voters' lease (thesis 3.10).
-            if self.promotable():
-                self._campaign(CampaignKind.TRANSFER)
+            # Leadership transfer: campaign now, skipping PreVote and the voters' lease (thesis 3.10);
+            # hup() still refuses while a committed membership change is unapplied.
+            self.hup(CampaignKind.TRANSFER)
         elif m.type == MT.READ_INDEX_RESP:
             if not m.reject:
                 self.read_states.append(ReadState(m.index, m.context))
@@ -688,7 +688,7 @@ class Raft:
         if self.id not in self.prs:
             raise NotMember(NONE, "this leader was removed from the cluster")
         if self.lead_transferee != NONE:
-            raise TransferInProgress(self.lead_transferee)
+            raise TransferInProgress(self.id, f"handing over to {self.lead_transferee}")
         if typ == EntryType.CONF_CHANGE:
             if self.pending_conf_index > self.log.applied:
                 raise ConfChangeInProgress(self.id)

@@ -1,8 +1,8 @@
 """Errors raised by durable storage.
 
-``StorageError`` is the root. The subclasses name *where* on disk a problem was found, so an operator
-can inspect the file; none of them is retryable: the store must be repaired (or the node rebuilt
-from a peer) before it can be opened again.
+``StorageError`` is the root. The subclasses name *where* on disk a problem was found, so an
+operator can inspect the file; none of them is retryable: the store must be repaired (or the node
+rebuilt from a peer) before it can be opened again.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 
 
 class StorageError(Exception):
-    """Storage cannot continue: an I/O failure, a locked or inconsistent directory, or corruption."""
+    """Storage cannot continue: an I/O failure, a locked or inconsistent directory, corruption."""
 
 
 class WalCorruptionError(StorageError):

@@ -18,6 +18,7 @@ Leader Completeness, State Machine Safety, and that committed entries are never 
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from collections import deque
@@ -36,6 +37,7 @@ from coterie.node.raft import (
     EntryType,
     HardState,
     Message,
+    MessageType,
     ProposalDropped,
     RaftConfig,
     RawNode,
@@ -66,6 +68,11 @@ TICK = 10
 """Simulated time units per Raft tick."""
 
 
+def to_op(c: Call) -> Op:
+    return Op(client=c.client, key=c.key, kind=c.kind, value=c.value, expected=c.expected,
+              invoke=c.invoke, complete=c.complete, ok=c.ok, output=c.output)
+
+
 class SafetyViolation(AssertionError):
     """A Raft safety property or linearizability was violated."""
 
@@ -82,6 +89,9 @@ class SimOptions:
     duplicate: float = 0.02
     max_delay: int = 25
     """Max message delay in time units (a tick is 10)."""
+    long_delay: float = 0.01
+    """Probability that a message is held back for up to ``long_delay_ticks`` (a stalled connection)."""
+    long_delay_ticks: int = 40
     fault_every: tuple[int, int] = (15, 40)
     """Ticks between nemesis events."""
     crash: bool = True
@@ -97,6 +107,8 @@ class SimOptions:
     snapshot_every: tuple[int, int] = (8, 40)
     """Applied entries between host snapshots (drawn per node)."""
     election_tick: int = 10
+    pre_vote: bool = True
+    check_quorum: bool = True
     snapshot_chunk: int = 64
     bugs: frozenset[str] = frozenset()
     """Deliberate bugs to inject (tests of the checkers): see :data:`BUGS`."""
@@ -107,12 +119,15 @@ PROFILES: dict[str, dict[str, Any]] = {
     "lossy": {"drop": 0.15, "duplicate": 0.1, "max_delay": 60},
     "crashy": {"fault_every": (3, 10), "fsync_delay": (3, 25), "partition": False},
     "partitions": {"fault_every": (4, 12), "crash": False},
+    "plain-raft": {"pre_vote": False, "check_quorum": False, "election_tick": 4, "long_delay": 0.05,
+                   "fault_every": (4, 12)},
     "storm": {"fault_every": (2, 6), "fsync_delay": (2, 20), "max_size_per_msg": 48,
-              "drop": 0.05},
+              "drop": 0.05, "long_delay": 0.05},
 }
 """Overrides drawn per seed by the ``mixed`` profile, so the same run covers calm and hostile worlds."""
 
 BUGS = {
+    "stale_votes": "count vote responses from an earlier term",
     "vote_any_log": "grant votes without the election restriction (5.4.1)",
     "commit_old_term": "commit entries of earlier terms by counting replicas (5.4.2, Figure 8)",
     "ack_before_fsync": "send acknowledgements and votes before the fsync returns",
@@ -229,6 +244,8 @@ class SimNode:
         cfg = RaftConfig(
             id=self.id,
             election_tick=self.sim.opts.election_tick,
+            pre_vote=self.sim.opts.pre_vote,
+            check_quorum=self.sim.opts.check_quorum,
             snapshot_chunk_size=self.sim.opts.snapshot_chunk,
             max_size_per_msg=self.sim.opts.max_size_per_msg,
         )
@@ -326,7 +343,11 @@ class Network:
             return
         copies = 2 if sim.rng.random() < sim.opts.duplicate else 1
         for _ in range(copies):
-            sim.schedule(sim.rng.randint(1, sim.opts.max_delay), m.to, "msg", m)
+            if sim.rng.random() < sim.opts.long_delay:
+                delay = sim.rng.randint(1, TICK * sim.opts.long_delay_ticks)
+            else:
+                delay = sim.rng.randint(1, sim.opts.max_delay)
+            sim.schedule(delay, m.to, "msg", m)
 
     def partition(self, groups: list[set[int]], one_way: bool = False) -> None:
         self.cut = set()
@@ -480,6 +501,16 @@ class Simulation:
         if "commit_old_term" in self.opts.bugs:
             saved.append(("_commit_ok", Raft._commit_ok))
             Raft._commit_ok = lambda self, index: True  # type: ignore[method-assign]
+        if "stale_votes" in self.opts.bugs:
+            real_step = Raft.step
+
+            def step(r: Raft, m: Message) -> None:
+                if m.type == MessageType.VOTE_RESP and m.term < r.term and r.role == Role.CANDIDATE:
+                    m = dataclasses.replace(m, term=r.term)
+                real_step(r, m)
+
+            saved.append(("step", real_step))
+            Raft.step = step  # type: ignore[method-assign]
         try:
             yield
         finally:
@@ -730,16 +761,18 @@ class Simulation:
         with self._bugs():
             self.run_until(TICK * self.opts.ticks, chaos=True)
             self.heal_all()
-            saved = (self.opts.drop, self.opts.duplicate)
-            self.opts.drop, self.opts.duplicate = 0.0, 0.0
+            # After healing the network behaves like TCP between live nodes: no loss, small delays.
+            saved = (self.opts.drop, self.opts.duplicate, self.opts.max_delay, self.opts.long_delay)
+            self.opts.drop, self.opts.duplicate, self.opts.max_delay, self.opts.long_delay = (
+                0.0, 0.0, 3, 0.0)
             self.run_until(self.now + TICK * self.opts.election_tick * 6, chaos=False)
             # Quiesce: clients stop, and within a bounded time every member must catch up.
             self.clients_active = False
-            for _ in range(self.opts.election_tick * 6):
+            for _ in range(self.opts.election_tick * 20):
                 self.run_until(self.now + TICK, chaos=False)
                 if self.converged():
                     break
-            self.opts.drop, self.opts.duplicate = saved
+            self.opts.drop, self.opts.duplicate, self.opts.max_delay, self.opts.long_delay = saved
             self.final_checks()
         return self.check_history()
 
