@@ -115,6 +115,7 @@ class Raft:
         self.lead_transferee = NONE
         self.pending_conf_index = 0
         self.removed = False
+        self.bcast_pending = False
         # ReadIndex state (leader only).
         self._read_seq = 0
         self._read_acks: dict[int, int] = {}
@@ -696,9 +697,18 @@ class Raft:
         idx = self._append(typ, data)
         if typ == EntryType.CONF_CHANGE:
             self.pending_conf_index = idx
-        self._bcast_append()
-        # Committed once a quorum, counting ourselves only after our fsync (on_persisted), has it.
+        # Appends go out when the host next asks for a Ready (flush_appends), so proposals made
+        # together travel in one message per follower. Committed once a quorum has the entry,
+        # counting ourselves only after our own fsync (on_persisted).
+        self.bcast_pending = True
         return self.term, idx
+
+    def flush_appends(self) -> None:
+        """Send the appends that proposals since the last Ready made necessary."""
+        if self.bcast_pending:
+            self.bcast_pending = False
+            if self.role == Role.LEADER:
+                self._bcast_append()
 
     def _check_conf_change(self, cc: ConfChange) -> None:
         member = cc.node_id in self.conf.voters or cc.node_id in self.conf.learners

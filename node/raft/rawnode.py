@@ -145,6 +145,7 @@ class RawNode:
     # ---------------------------------------------------------------- output
     def has_ready(self) -> bool:
         r = self.raft
+        r.flush_appends()
         return bool(
             r.msgs
             or r.msgs_after_persist
@@ -159,6 +160,7 @@ class RawNode:
     def ready(self) -> Ready:
         """Collect pending work. Call :meth:`advance` with it once done, before the next ``ready()``."""
         r = self.raft
+        r.flush_appends()
         soft = r.soft_state()
         hard = r.hard_state()
         committed: list[Entry] = r.log.next_committed(r.cfg.max_committed_size_per_ready)
