@@ -7,9 +7,6 @@ import pathlib
 import random
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from coterie.node.raft import (
     ConfChange,
     ConfChangeType,
@@ -22,8 +19,8 @@ from coterie.node.raft import (
     RawNode,
     Role,
     SnapshotMetadata,
+    confchange,
 )
-from coterie.node.raft import confchange
 from coterie.node.raft.log import RaftLog
 from coterie.node.raft.progress import (
     Progress,
@@ -32,6 +29,8 @@ from coterie.node.raft.progress import (
     quorum_index,
     vote_result,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FORBIDDEN = {"asyncio", "socket", "time", "threading", "random", "grpc", "os", "select", "subprocess"}

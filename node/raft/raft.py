@@ -390,10 +390,10 @@ class Raft:
                 self._ack_read(m.frm, m.read_seq)
         elif m.type == MT.SNAP_RESP:
             pr.recent_active = True
-            if pr.state == ProgressState.SNAPSHOT and m.index == pr.pending_snapshot:
-                if m.reject or m.snap_offset > pr.snap_offset:
-                    pr.snap_offset = m.snap_offset
-                    self._send_snapshot_chunk(m.frm, pr)
+            if (pr.state == ProgressState.SNAPSHOT and m.index == pr.pending_snapshot
+                    and (m.reject or m.snap_offset > pr.snap_offset)):
+                pr.snap_offset = m.snap_offset
+                self._send_snapshot_chunk(m.frm, pr)
 
     def _handle_append_response(self, m: Message, pr: Progress) -> None:
         if m.reject:
@@ -618,9 +618,8 @@ class Raft:
             # Leadership transfer: campaign now, skipping PreVote and the voters' lease (thesis 3.10);
             # hup() still refuses while a committed membership change is unapplied.
             self.hup(CampaignKind.TRANSFER)
-        elif m.type == MT.READ_INDEX_RESP:
-            if not m.reject:
-                self.read_states.append(ReadState(m.index, m.context))
+        elif m.type == MT.READ_INDEX_RESP and not m.reject:
+            self.read_states.append(ReadState(m.index, m.context))
 
     def _handle_append(self, m: Message) -> None:
         if m.index < self.log.committed:

@@ -20,10 +20,10 @@ Every record is framed as (integers little-endian)::
 
 Invariants:
 
-- the first record of a segment is its HEADER, and HEADER appears nowhere else; a segment other
-  than the first retained one starts with HEADER, HARD_STATE (the hard state when it was created)
-  and, if a snapshot exists, SNAPSHOT_MARKER (the snapshot base then), so every segment before it
-  can be deleted once compacted;
+- the first record of a segment is its HEADER, and HEADER appears nowhere else; every segment
+  starts with HEADER, HARD_STATE (the hard state when it was created) and, if a snapshot exists,
+  SNAPSHOT_MARKER (the snapshot base then), so every segment before it can be deleted once
+  compacted; segments are only ever appended to, except that recovery cuts off a torn tail;
 - one write batch (one ``save`` call) is appended with one ``write`` and made durable with one
   ``fdatasync``; its first record carries BATCH_BEGIN. A batch that was not fully synced can be torn
   in any way (missing suffix, zeroed or garbage pages, even a later page present without an earlier
@@ -32,7 +32,8 @@ Invariants:
   anywhere after it, everything from there on belongs to the one unsynced batch and is a torn tail
   (cut off); if one does, an earlier, acknowledged batch was damaged: :class:`WalCorruptionError`.
   Any bad record in an earlier segment is corruption, as is a record with a valid checksum that
-  does not decode.
+  does not decode. (Consequence: damage inside the final batch, with no later batch after it, is
+  indistinguishable from a torn write and is cut off even if that batch had been acknowledged.)
 """
 
 from __future__ import annotations
@@ -67,11 +68,14 @@ class RecordType(IntEnum):
 
 
 _KNOWN_TYPES = frozenset(int(t) for t in RecordType)
+_RECORD_TYPES = {int(t): t for t in RecordType}
+_ENTRY_TYPES = {int(t): t for t in EntryType}
 FRAME = struct.Struct("<IIB")  # length, crc, type
 FRAME_SIZE = FRAME.size
 MAX_PAYLOAD = 0xFFFFFFFF
 # msgpack prefix of an ENTRY payload: fixarray(4), uint64 term, uint64 index, uint8 type, bin32 len.
 _ENTRY_PREFIX = struct.Struct(">BBQBQBBBI")
+_ENTRY_MARKS = (0x94, 0xCF, 0xCF, 0xCC, 0xC6)
 _CRC_SEED = tuple(zlib.crc32(bytes([t])) for t in range(256))
 _NAME_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 _packer = msgpack.Packer(use_bin_type=True)
@@ -148,11 +152,19 @@ def encode_header(seq: int, first_index: int) -> bytes:
 
 
 def encode_hard_state(hs: HardState) -> bytes:
+    _check_u64(hs.term, hs.vote, hs.commit)
     return _packer.pack([hs.term, hs.vote, hs.commit])
 
 
 def encode_marker(index: int, term: int, reset: bool) -> bytes:
+    _check_u64(index, term)
     return _packer.pack([index, term, reset])
+
+
+def _check_u64(*vals: int) -> None:
+    for v in vals:
+        if not 0 <= v < 1 << 64:
+            raise ValueError(f"{v!r} is not a valid term, index or node id")
 
 
 def encode_entries(
@@ -176,7 +188,10 @@ def encode_entries(
             raise ValueError(f"entries are not contiguous: got index {e.index}, expected {expect}")
         expect += 1
         data = e.data
-        prefix = pack_prefix(0x94, 0xCF, e.term, 0xCF, e.index, 0xCC, e.type, 0xC6, len(data))
+        try:
+            prefix = pack_prefix(0x94, 0xCF, e.term, 0xCF, e.index, 0xCC, e.type, 0xC6, len(data))
+        except struct.error as err:
+            raise ValueError(f"entry {e.index} cannot be encoded: {err}") from err
         n = len(prefix) + len(data)
         if n > MAX_PAYLOAD:
             raise ValueError(f"entry {e.index} is too large ({n} bytes)")
@@ -200,7 +215,7 @@ def _decode(rtype: int, payload: memoryview) -> Payload:
             raise TypeError(f"bad ENTRY field types {raw[:3]!r}")
         if index < 1:
             raise ValueError(f"entry index {index} < 1")
-        return Entry(term, index, EntryType(etype), data)
+        return Entry(term, index, _ENTRY_TYPES[etype], data)
     if rtype == RecordType.HARD_STATE:
         term, vote, commit = raw
         _ints(term, vote, commit)
@@ -269,8 +284,13 @@ def scan_segment(path: str, buf: bytes, *, last: bool) -> SegmentScan:
         raise WalCorruptionError(path, 0, "not a segment file name")
     seq, first_index = parsed
     scan = SegmentScan(path=path, seq=seq, first_index=first_index, size=len(buf))
-    records = scan.records
+    append = scan.records.append
     view = memoryview(buf)
+    unpack_prefix = _ENTRY_PREFIX.unpack_from
+    prefix_size = _ENTRY_PREFIX.size
+    entry_types = _ENTRY_TYPES
+    record_types = _RECORD_TYPES
+    t_entry = int(RecordType.ENTRY)
     unpack = FRAME.unpack_from
     crc32 = zlib.crc32
     seeds = _CRC_SEED
@@ -301,14 +321,27 @@ def scan_segment(path: str, buf: bytes, *, last: bool) -> SegmentScan:
             scan.torn = bad
             break
         base_type = rtype & ~BATCH_BEGIN
-        if base_type not in _KNOWN_TYPES:
-            raise WalCorruptionError(path, off, f"unknown record type {rtype}")
-        try:
-            value = _decode(base_type, view[off + FRAME_SIZE : end])
-        except (ValueError, TypeError) as e:
-            raise WalCorruptionError(
-                path, off, f"malformed {RecordType(base_type).name}: {e}"
-            ) from e
+        value: Payload | None = None
+        if base_type == t_entry and length >= prefix_size:
+            # Fast path for the fixed-width encoding this module writes (see encode_entries).
+            a, b, term, c, index, d, etype, f, dlen = unpack_prefix(buf, off + FRAME_SIZE)
+            et = entry_types.get(etype)
+            if (
+                (a, b, c, d, f) == _ENTRY_MARKS
+                and dlen == length - prefix_size
+                and index >= 1
+                and et is not None
+            ):
+                value = Entry(term, index, et, buf[off + FRAME_SIZE + prefix_size : end])
+        if value is None:
+            if base_type not in _KNOWN_TYPES:
+                raise WalCorruptionError(path, off, f"unknown record type {rtype}")
+            try:
+                value = _decode(base_type, view[off + FRAME_SIZE : end])
+            except (ValueError, TypeError, KeyError) as e:
+                raise WalCorruptionError(
+                    path, off, f"malformed {RecordType(base_type).name}: {e}"
+                ) from e
         is_header = base_type == RecordType.HEADER
         if is_header != (off == 0):
             raise WalCorruptionError(
@@ -316,7 +349,7 @@ def scan_segment(path: str, buf: bytes, *, last: bool) -> SegmentScan:
             )
         if is_header and value != Header(seq, first_index):
             raise WalCorruptionError(path, off, f"header {value} does not match the file name")
-        records.append(Record(off, RecordType(base_type), value))
+        append(Record(off, record_types[base_type], value))
         off = end
     scan.valid_end = off
     return scan

@@ -22,13 +22,12 @@ import dataclasses
 import heapq
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-
 from coterie.node.raft import (
     ConfChange,
     ConfChangeType,
@@ -92,6 +91,9 @@ class SimOptions:
     long_delay: float = 0.01
     """Probability that a message is held back for up to ``long_delay_ticks`` (a stalled connection)."""
     long_delay_ticks: int = 40
+    kill_new_leader: float = 0.0
+    """Probability that a newly elected leader crashes moments later and restarts (leader flapping:
+    the Figure 8 pattern of partially replicated entries from several terms)."""
     fault_every: tuple[int, int] = (15, 40)
     """Ticks between nemesis events."""
     crash: bool = True
@@ -121,6 +123,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "partitions": {"fault_every": (4, 12), "crash": False},
     "plain-raft": {"pre_vote": False, "check_quorum": False, "election_tick": 4, "long_delay": 0.05,
                    "fault_every": (4, 12)},
+    "flapping": {"kill_new_leader": 0.6, "max_size_per_msg": 40, "fault_every": (10, 30),
+                 "crash": False},
     "storm": {"fault_every": (2, 6), "fsync_delay": (2, 20), "max_size_per_msg": 48,
               "drop": 0.05, "long_delay": 0.05},
 }
@@ -129,7 +133,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 BUGS = {
     "stale_votes": "count vote responses from an earlier term",
     "vote_any_log": "grant votes without the election restriction (5.4.1)",
-    "commit_old_term": "commit entries of earlier terms by counting replicas (5.4.2, Figure 8)",
     "ack_before_fsync": "send acknowledgements and votes before the fsync returns",
     "read_local": "serve reads from local state without ReadIndex",
 }
@@ -311,8 +314,9 @@ class SimNode:
         self.raw.advance(rd)
         self.serve_reads()
         self.sim.client_observe_applied(self)
-        if self.applied - self.last_snap >= self.snapshot_every and self.raw.raft.log.applied == self.applied \
-                and self.raw.raft.pending_snapshot is None:
+        r = self.raw.raft
+        if (self.applied - self.last_snap >= self.snapshot_every and r.log.applied == self.applied
+                and r.pending_snapshot is None):
             snap = self.raw.create_snapshot(self.sm.dump(), keep_entries=self.sim.rng.randint(0, 5))
             self.disk.compact(snap)
             self.last_snap = self.applied
@@ -409,6 +413,7 @@ class Simulation:
         self.stats = {"ops": 0, "ok": 0, "failed": 0, "unknown": 0, "elections": 0,
                       "crashes": 0, "snapshots_sent": 0, "conf_changes": 0, "transfers": 0}
         self.clients_active = True
+        self.chaos = True
         for i in ids:
             self.nodes[i] = SimNode(i, self, initial)
 
@@ -430,6 +435,8 @@ class Simulation:
         if rd.soft_state is not None and rd.soft_state.role == Role.LEADER:
             self.stats["elections"] += 1
             self.check_leader(node)
+            if self.chaos and self.rng.random() < self.opts.kill_new_leader:
+                self.schedule(self.rng.randint(1, 4 * TICK), node.id, "crash", None)
         for e in rd.entries:
             prev = r.log.term(e.index - 1)
             key = (e.index, e.term)
@@ -498,9 +505,6 @@ class Simulation:
         if "vote_any_log" in self.opts.bugs:
             saved.append(("_log_ok_for_vote", Raft._log_ok_for_vote))
             Raft._log_ok_for_vote = lambda self, m: True  # type: ignore[method-assign]
-        if "commit_old_term" in self.opts.bugs:
-            saved.append(("_commit_ok", Raft._commit_ok))
-            Raft._commit_ok = lambda self, index: True  # type: ignore[method-assign]
         if "stale_votes" in self.opts.bugs:
             real_step = Raft.step
 
@@ -704,7 +708,14 @@ class Simulation:
     # ------------------------------------------------------------ main loop
     def deliver(self, target: int, kind: str, payload: Any) -> None:
         node = self.nodes.get(target)
-        if node is None or not node.alive:
+        if node is None:
+            return
+        if kind == "restart":
+            if not node.alive and not node.raw.raft.removed:
+                node.start()
+                self.log(f"restart n{node.id}")
+            return
+        if not node.alive:
             return
         if kind == "msg":
             m: Message = payload
@@ -719,6 +730,12 @@ class Simulation:
             return
         elif kind == "tick":
             node.raw.tick()
+        elif kind == "crash":
+            node.crash()
+            self.stats["crashes"] += 1
+            self.log(f"crash leader n{node.id}")
+            self.schedule(self.rng.randint(TICK, 8 * TICK), node.id, "restart", None)
+            return
         node.pump()
 
     def run_until(self, end: int, chaos: bool) -> None:
@@ -751,6 +768,7 @@ class Simulation:
                 self.log(f"n{n.id} removed, stopped")
 
     def heal_all(self) -> None:
+        self.chaos = False
         self.net.heal()
         for n in self.nodes.values():
             if not n.alive and not n.raw.raft.removed:

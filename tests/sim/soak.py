@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ops = 0
     with mp.Pool(args.workers) as pool:
         seeds = range(args.start, args.start + args.schedules)
-        for i, (seed, err, n) in enumerate(pool.imap_unordered(_one, seeds, chunksize=16), 1):
+        for i, (_seed, err, n) in enumerate(pool.imap_unordered(_one, seeds, chunksize=16), 1):
             if err:
                 print(f"FAILED after {i} schedules:\n{err}", file=sys.stderr)
                 pool.terminate()
