@@ -210,6 +210,11 @@ class Model(Protocol[S]):
         linearized as soon as they can be, without branching (sound only under that guarantee)."""
         return False
 
+    def blind(self, op: Op) -> bool:
+        """Whether the unknown-outcome ``op`` is accepted in every state and leads to the same
+        state whatever state it is applied to (e.g. a write). Only a speed-up hint."""
+        return False
+
     def describe_state(self, state: S) -> str:
         """Human-readable state for failure reports."""
         return repr(state)
@@ -258,6 +263,9 @@ class RegisterModel(Model[Hashable]):
 
     def read_only(self, op: Op) -> bool:
         return op.ok is True and (op.kind == "read" or (op.kind == "cas" and op.output is False))
+
+    def blind(self, op: Op) -> bool:
+        return op.kind == "write"
 
     def describe_state(self, state: Hashable) -> str:
         return "no value (None)" if state is None else repr(state)
@@ -445,6 +453,7 @@ def _check_key(
     n = len(ops)
     known = [op.ok is True for op in ops]
     ro = [known[i] and model.read_only(ops[i]) for i in range(n)]
+    blind = [not known[i] and model.blind(ops[i]) for i in range(n)]
     bit = [0] * n
     n_known = n_unknown = 0
     for i in range(n):
@@ -464,12 +473,16 @@ def _check_key(
             events.append((op.complete, 1, i))
     events.sort()
     n_ev = len(events)
-    head, tail = 0, n_ev + 1
-    nxt = [*range(1, n_ev + 2), tail]
-    prv = [0, *range(0, n_ev + 1)]
-    e_op = [0] * (n_ev + 2)
-    match = [-1] * (n_ev + 2)  # call: its return entry, 0 if unknown outcome; return/tail: -1
+    # Entries 1..n_ev are the events in order (an entry's number is its position in time). Two
+    # doubly linked lists: `head`..`tail` holds the calls and returns of known-result ops;
+    # `uhead`..`utail` holds the calls of unknown-outcome ops (which have no return entry).
+    head, tail, uhead, utail = 0, n_ev + 1, n_ev + 2, n_ev + 3
+    nxt = [0] * (n_ev + 4)
+    prv = [0] * (n_ev + 4)
+    e_op = [0] * (n_ev + 4)
+    match = [-1] * (n_ev + 4)  # call: its return entry, 0 if unknown outcome; return/tail: -1
     call_at = [0] * n
+    last, ulast = head, uhead
     for pos, (_, is_ret, i) in enumerate(events, start=1):
         e_op[pos] = i
         if is_ret:
@@ -477,6 +490,12 @@ def _check_key(
         else:
             call_at[i] = pos
             match[pos] = 0
+        if known[i]:
+            nxt[last], prv[pos], last = pos, last, pos
+        else:
+            nxt[ulast], prv[pos], ulast = pos, ulast, pos
+    nxt[last], prv[tail] = tail, last
+    nxt[ulast], prv[utail] = utail, ulast
 
     def lift(e: int) -> None:
         p, q = prv[e], nxt[e]
@@ -516,7 +535,8 @@ def _check_key(
     state: Any = model.init()
     bk = bu = nk = 0
     visit((0, state), 0)
-    stack: list[list[Any]] = []  # [kind, entry, state before, batch children, batch index]
+    # frames: [kind, entry, state before, batch children, batch index, batch non-blind candidates]
+    stack: list[list[Any]] = []
     best_nk = -1
     best: tuple[list[int], Any, int] | None = None  # (prefix entries, state, blocking entry)
     phase = 0  # 0: read-only known candidates; 1: other known candidates
@@ -537,7 +557,7 @@ def _check_key(
                 entry = nxt[head]
                 continue
             i = e_op[entry]
-            if m == 0 or not ro[i]:
+            if not ro[i]:
                 entry = nxt[entry]
                 continue
             ok, ns = step(state, ops[i])
@@ -546,7 +566,7 @@ def _check_key(
                 continue
             nbk = bk | bit[i]
             if visit((nbk, ns), bu):
-                stack.append([_FORCED, entry, state, None, 0])
+                stack.append([_FORCED, entry, state, None, 0, None])
                 lift(entry)
                 state, bk, nk = ns, nbk, nk + 1
                 entry = nxt[head]
@@ -556,15 +576,14 @@ def _check_key(
             while match[blocking] >= 0:
                 blocking = nxt[blocking]
         else:
-            m = match[entry]
-            if m >= 0:
+            if match[entry] > 0:  # a call
                 i = e_op[entry]
-                if m > 0 and not ro[i]:
+                if not ro[i]:
                     ok, ns = step(state, ops[i])
                     if ok:
                         nbk = bk | bit[i]
                         if visit((nbk, ns), bu):
-                            stack.append([_CHOICE, entry, state, None, 0])
+                            stack.append([_CHOICE, entry, state, None, 0, None])
                             lift(entry)
                             state, bk, nk = ns, nbk, nk + 1
                             phase = 0
@@ -575,20 +594,30 @@ def _check_key(
             # Reached the first return: try the unknown-outcome candidates, all registered first.
             blocking = entry
             children: list[tuple[int, Any, int, tuple[int, Any]]] = []
-            e = nxt[head]
-            while e != blocking:
-                if match[e] == 0:
-                    i = e_op[e]
-                    ok, ns = step(state, ops[i])
-                    if ok:
-                        nbu = bu | bit[i]
-                        ck = (bk, ns)
-                        if visit(ck, nbu):
-                            children.append((e, ns, nbu, ck))
-                e = nxt[e]
+            if stack and stack[-1][0] == _BATCH:
+                # This configuration is a sibling batch's child (same known ops, same list). A
+                # blind candidate would land on the state its sibling was registered with, with
+                # more unknown ops linearized: subsumed. Only non-blind ones need trying.
+                cur = stack[-1][1]
+                cands = [e for e in stack[-1][5] if e != cur]
+            else:
+                cands = []
+                e = nxt[uhead]
+                while e < blocking:  # utail > every entry, so this stops at the end of the list
+                    cands.append(e)
+                    e = nxt[e]
+            for e in cands:
+                i = e_op[e]
+                ok, ns = step(state, ops[i])
+                if ok:
+                    nbu = bu | bit[i]
+                    ck = (bk, ns)
+                    if visit(ck, nbu):
+                        children.append((e, ns, nbu, ck))
             if children:
                 e, ns, nbu, _ = children[0]
-                stack.append([_BATCH, e, state, children, 0])
+                nonblind = [c for c in cands if not blind[e_op[c]]]
+                stack.append([_BATCH, e, state, children, 0, nonblind])
                 lift(e)
                 state, bu = ns, nbu
                 phase = 0
