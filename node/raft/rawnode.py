@@ -164,15 +164,19 @@ class RawNode:
         soft = r.soft_state()
         hard = r.hard_state()
         committed: list[Entry] = r.log.next_committed(r.cfg.max_committed_size_per_ready)
+        entries = tuple(r.log.unstable_entries())
+        prev = self._prev_hard
         rd = Ready(
             soft_state=soft if soft != self._prev_soft else None,
             hard_state=hard if hard != self._prev_hard else None,
-            entries=tuple(r.log.unstable_entries()),
+            entries=entries,
             snapshot=r.pending_snapshot,
             messages=tuple(r.msgs),
             persisted_messages=tuple(r.msgs_after_persist),
             committed_entries=tuple(committed),
             read_states=tuple(r.read_states),
+            must_sync=bool(entries) or r.pending_snapshot is not None
+            or hard.term != prev.term or hard.vote != prev.vote,
         )
         r.msgs = []
         r.msgs_after_persist = []

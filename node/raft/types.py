@@ -197,8 +197,6 @@ class Ready:
     persisted_messages: tuple[Message, ...]
     committed_entries: tuple[Entry, ...]
     read_states: tuple[ReadState, ...]
-
-    @property
-    def must_sync(self) -> bool:
-        """Whether the host needs an fsync for this Ready."""
-        return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+    must_sync: bool
+    """Whether step 1 needs an fsync: new entries, a snapshot, or a new term or vote. A change of
+    the commit index alone may be written without one (it is recovered from the leader)."""

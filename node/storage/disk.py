@@ -146,8 +146,14 @@ class DiskStorage:
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
         """Durably persist one Ready's worth of state with a single WAL ``fdatasync``.
+
+        ``sync=False`` writes without the ``fdatasync`` (the core's ``Ready.must_sync`` is False when
+        only the commit index moved: losing it in a crash is safe, it is learned again from the leader);
+        a later synced save makes it durable too.
 
         ``snapshot`` (received from a leader) is written to its own file first; it replaces the
         whole log: every stored entry is discarded and its index becomes the base. ``entries`` must
@@ -194,7 +200,7 @@ class DiskStorage:
             parts.append(frame(RecordType.HARD_STATE | flag, wal.encode_hard_state(hard_state)))
         if snapshot is not None:
             self._write_snapshot_file(snapshot)
-        self._append(parts, rollover)
+        self._append(parts, rollover, sync or snapshot is not None)
 
         if snapshot is not None:
             self._snapshot = snapshot
@@ -320,7 +326,7 @@ class DiskStorage:
         self._size = len(data)
         self._segments.append(_Segment(seq, first_index, path))
 
-    def _append(self, parts: list[bytes], rollover: bool) -> None:
+    def _append(self, parts: list[bytes], rollover: bool, sync: bool = True) -> None:
         """Write one batch with one write and one fdatasync (plus a directory fsync on rollover)."""
         try:
             if rollover:
@@ -330,7 +336,8 @@ class DiskStorage:
             else:
                 data = b"".join(parts)
                 write_all(self._fd, data)
-                sync_file(self._fd)
+                if sync:
+                    sync_file(self._fd)
                 self._size += len(data)
         except OSError as e:
             self._fail(e, "appending to the WAL")

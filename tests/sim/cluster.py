@@ -292,7 +292,10 @@ class SimNode:
     def finish(self, rd: Ready) -> None:
         if not self.alive or self.inflight is not rd:
             return
-        self.disk.write(rd)
+        if rd.must_sync:
+            self.disk.write(rd)
+        # else: only the commit index moved; it is written without an fsync, which the simulation
+        # models harshly as never reaching the disk.
         self.inflight = None
         if "ack_before_fsync" not in self.sim.opts.bugs:
             for m in rd.persisted_messages:
