@@ -535,7 +535,7 @@ def _check_key(
     state: Any = model.init()
     bk = bu = nk = 0
     visit((0, state), 0)
-    # frames: [kind, entry, state before, batch children, batch index, batch non-blind candidates]
+    # frames: [kind, entry, state before, batch: children, index, non-blind candidates, results]
     stack: list[list[Any]] = []
     best_nk = -1
     best: tuple[list[int], Any, int] | None = None  # (prefix entries, state, blocking entry)
@@ -566,7 +566,7 @@ def _check_key(
                 continue
             nbk = bk | bit[i]
             if visit((nbk, ns), bu):
-                stack.append([_FORCED, entry, state, None, 0, None])
+                stack.append([_FORCED, entry, state, None, 0, None, None])
                 lift(entry)
                 state, bk, nk = ns, nbk, nk + 1
                 entry = nxt[head]
@@ -583,7 +583,7 @@ def _check_key(
                     if ok:
                         nbk = bk | bit[i]
                         if visit((nbk, ns), bu):
-                            stack.append([_CHOICE, entry, state, None, 0, None])
+                            stack.append([_CHOICE, entry, state, None, 0, None, None])
                             lift(entry)
                             state, bk, nk = ns, nbk, nk + 1
                             phase = 0
@@ -594,12 +594,15 @@ def _check_key(
             # Reached the first return: try the unknown-outcome candidates, all registered first.
             blocking = entry
             children: list[tuple[int, Any, int, tuple[int, Any]]] = []
+            results: dict[int, Any] = {}
+            sibling: dict[int, Any] = {}
             if stack and stack[-1][0] == _BATCH:
-                # This configuration is a sibling batch's child (same known ops, same list). A
-                # blind candidate would land on the state its sibling was registered with, with
-                # more unknown ops linearized: subsumed. Only non-blind ones need trying.
+                # This configuration is a child of a batch (same known ops, same list). A
+                # candidate landing on the state its sibling was registered with (always, for a
+                # blind one) has linearized more unknown ops than that sibling: subsumed.
                 cur = stack[-1][1]
                 cands = [e for e in stack[-1][5] if e != cur]
+                sibling = stack[-1][6]
             else:
                 cands = []
                 e = nxt[uhead]
@@ -609,15 +612,19 @@ def _check_key(
             for e in cands:
                 i = e_op[e]
                 ok, ns = step(state, ops[i])
-                if ok:
-                    nbu = bu | bit[i]
-                    ck = (bk, ns)
-                    if visit(ck, nbu):
-                        children.append((e, ns, nbu, ck))
+                if not ok:
+                    continue
+                results[e] = ns
+                if ns == state or (e in sibling and sibling[e] == ns):
+                    continue  # subsumed by this configuration / by the sibling
+                nbu = bu | bit[i]
+                ck = (bk, ns)
+                if visit(ck, nbu):
+                    children.append((e, ns, nbu, ck))
             if children:
                 e, ns, nbu, _ = children[0]
                 nonblind = [c for c in cands if not blind[e_op[c]]]
-                stack.append([_BATCH, e, state, children, 0, nonblind])
+                stack.append([_BATCH, e, state, children, 0, nonblind, results])
                 lift(e)
                 state, bu = ns, nbu
                 phase = 0
