@@ -797,21 +797,36 @@ class Simulation:
             self.final_checks()
         return self.check_history()
 
+    def current_leaders(self) -> tuple[SimNode | None, list[SimNode]]:
+        """The highest-term live leader, and every live leader that is a member of its configuration.
+
+        A node removed from the cluster may still believe it leads an old term (its removal never
+        reached it, and the members no longer talk to it); it is not part of the cluster's liveness.
+        """
+        leaders = [n for n in self.nodes.values() if n.alive and n.raw.raft.role == Role.LEADER]
+        if not leaders:
+            return None, []
+        top = max(leaders, key=lambda n: n.raw.raft.term)
+        conf = top.raw.raft.conf
+        members = set(conf.voters) | set(conf.learners)
+        return top, [n for n in leaders if n.id in members]
+
     def converged(self) -> bool:
-        live = [n for n in self.nodes.values() if n.alive]
-        leaders = [n for n in live if n.raw.raft.role == Role.LEADER]
-        if len(leaders) != 1:
+        top, leaders = self.current_leaders()
+        if top is None or len(leaders) != 1:
             return False
-        r = leaders[0].raw.raft
+        r = top.raw.raft
         members = set(r.conf.voters) | set(r.conf.learners)
-        return all(n.applied >= r.log.committed for n in live if n.id in members)
+        return all(n.applied >= r.log.committed for n in self.nodes.values()
+                   if n.alive and n.id in members)
 
     def final_checks(self) -> None:
         live = [n for n in self.nodes.values() if n.alive]
-        leaders = [n for n in live if n.raw.raft.role == Role.LEADER]
-        if len(leaders) != 1:
-            self.fail(f"Liveness: {len(leaders)} leaders after healing (expected 1)")
-        ld = leaders[0]
+        top, leaders = self.current_leaders()
+        if top is None or len(leaders) != 1:
+            self.fail(f"Liveness: {len(leaders)} leaders among the members after healing (expected 1)")
+        assert top is not None
+        ld = top
         members = set(ld.raw.raft.conf.voters) | set(ld.raw.raft.conf.learners)
         target = ld.raw.raft.log.committed
         for n in live:

@@ -39,9 +39,9 @@ as linearizing it last. Definitely failed operations (``ok=False``) did not happ
 unknown-outcome reads constrain nothing and are dropped too (:meth:`Model.relevant`).
 
 Such operations stay pending until the end of the history, which is what makes checking them
-expensive (every pending one could be linearized at every step). Three reductions, all sound and
-complete (a success path from a pruned configuration implies an equally short one from an explored
-configuration), keep that in check:
+expensive (every pending one could be linearized at every step). Four reductions, all sound and
+complete (a success path from a pruned configuration implies one at least as short from a
+configuration that is, or will be, explored), keep that in check:
 
 1. *Lazy unknowns*, as in Lowe's just-in-time linearization: at each configuration the search first
    tries operations with a known result and only then the unknown ones, all at once (each unknown
@@ -49,11 +49,18 @@ configuration), keep that in check:
 2. *Subsumption*: a configuration that differs from a seen one only by having linearized *more*
    unknown-outcome operations (same state, same known operations linearized) can do nothing the seen
    one cannot, so it is pruned. The cache maps ``(known bitset, state)`` to the minimal sets of
-   linearized unknown operations.
+   linearized unknown operations. In particular an unknown op that leaves the state unchanged, or
+   that, applied right after another unknown op, lands on the state it would have reached without
+   it (always, for a *blind* op such as a write: :meth:`Model.blind`), is pruned without a lookup.
 3. *Read-only operations first*: if a known operation that never changes the state (a read, a failed
    compare-and-set; :meth:`Model.read_only`) is accepted now, linearizing it right away is never
    worse than later, so no alternative is explored at that configuration. This removes the
    exponential blow-up from permutations of concurrent reads.
+4. Unknown-outcome calls live in their own linked list, so the scans for known candidates never
+   walk over the (ever-growing) set of pending unknown operations.
+
+The search is exponential in the worst case (checking linearizability is NP-complete: Gibbons &
+Korach 1997); ``timeout`` bounds it, yielding ``ok=None``.
 
 When a key is not linearizable, the report names the longest linearizable prefix found and the
 operations that were pending where the search got stuck, like Porcupine's partial linearizations.
