@@ -156,7 +156,6 @@ class Raft:
 
     def _reset_progress(self) -> None:
         last = self.log.last_index()
-        old = self.prs
         self.prs = {}
         for v in self.conf.voters:
             self.prs[v] = Progress(last + 1, self.cfg.max_inflight_msgs)
@@ -166,7 +165,6 @@ class Raft:
         if me is not None:
             me.match = self.log.stabled
             me.recent_active = True
-        del old
 
     def _reset(self, term: int) -> None:
         if self.term != term:
@@ -295,7 +293,7 @@ class Raft:
         else:
             self.become_candidate()
             vote_type, term = MT.VOTE, self.term
-        if self._poll(self.id, vote_type, True) == VoteResult.WON:
+        if self._poll(self.id, True) == VoteResult.WON:
             # A single-voter cluster wins at once.
             if kind == CampaignKind.PRE_ELECTION:
                 self._campaign(CampaignKind.ELECTION)
@@ -308,7 +306,7 @@ class Raft:
             self._msg(vote_type, v, term=term, index=self.log.last_index(),
                       log_term=self.log.last_term(), transfer=(kind == CampaignKind.TRANSFER))
 
-    def _poll(self, frm: int, typ: MessageType, granted: bool) -> VoteResult:
+    def _poll(self, frm: int, granted: bool) -> VoteResult:
         self.votes.setdefault(frm, granted)
         return self._vote_result()
 
@@ -588,7 +586,7 @@ class Raft:
             self.become_follower(m.term, m.frm)
             self._handle_snapshot(m)
         elif m.type == my_resp:
-            res = self._poll(m.frm, m.type, not m.reject)
+            res = self._poll(m.frm, not m.reject)
             if res == VoteResult.WON:
                 if self.role == Role.PRE_CANDIDATE:
                     self._campaign(CampaignKind.ELECTION)
