@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.sim.linearizability import (
+    UNOBSERVED,
     CheckResult,
     Model,
     Op,
@@ -181,6 +182,33 @@ def test_unknown_cas() -> None:
     # the unknown cas compares against 0: after 0 was overwritten by 3 it cannot install 7
     h2 = [w(1, 0, 0, 1), cas(2, 0, 7, None, 2, None), w(3, 3, 4, 5), r(3, 7, 8, 9)]
     assert check(h2).ok is False
+
+
+def test_unknown_write_explains_a_failed_cas() -> None:
+    base = [w(1, 0, 0, 1), cas(2, 0, 7, False, 4, 5)]
+    assert check(base).ok is False  # the value is 0, so the cas must have swapped
+    # an unknown write (value never observed) may have changed the value in between
+    assert check([*base, w(3, 5, 2, None, ok=None)]).ok is True
+    assert check([*base, w(3, 5, 6, None, ok=None)]).ok is False  # invoked too late
+
+
+def test_register_prepare_merges_unobserved_values() -> None:
+    h = [w(1, 1, 0, 1), w(1, 2, 2, 3), r(2, 2, 4, 5), cas(3, 3, 4, False, 6, 7),
+         w(4, 5, 8, None, ok=None)]
+    prepared = RegisterModel().prepare(h)
+    assert [op.value for op in prepared] == [UNOBSERVED, 2, None, UNOBSERVED, UNOBSERVED]
+    assert prepared[2] is h[2]
+
+
+def test_many_unknown_outcomes() -> None:
+    # partition-like: 10% of the ops time out, many pending at once; both verdicts stay fast
+    h = random_register_history(11, 1500, keys=1, clients=10, unknown_rate=0.1)
+    t = time.perf_counter()
+    assert check(h).ok is True
+    bad = _mutate_stale_read(h, None)
+    assert bad is not None
+    assert check(bad).ok is False
+    assert time.perf_counter() - t < 30
 
 
 def test_failed_ops_are_dropped() -> None:

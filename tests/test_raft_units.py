@@ -176,6 +176,11 @@ def test_single_node_commits_only_after_persist() -> None:
     assert [e.index for e in rd.entries] == [1] and [e.index for e in rd.committed_entries] == [1]
     n.advance(rd)
     n.campaign()
+    # Its own vote counts only once the new term and vote are durable.
+    assert n.status().role == Role.CANDIDATE
+    rd = n.ready()
+    assert rd.hard_state is not None and rd.hard_state.vote == 1 and rd.must_sync
+    n.advance(rd)
     assert n.status().role == Role.LEADER
     rd = n.ready()
     assert [e.index for e in rd.entries] == [2] and not rd.committed_entries  # no-op not committed

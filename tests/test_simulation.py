@@ -52,6 +52,13 @@ def test_injected_bug_is_caught(bug: str) -> None:
     pytest.fail(f"bug {bug!r} ({BUGS[bug]}) was not caught by the simulation")
 
 
+def test_single_voter_that_grows() -> None:
+    """A one-node cluster (its own vote must be durable before it leads) that adds learners,
+    promotes them and shrinks again, under crashes with loss of unsynced writes."""
+    for seed in range(150):
+        run_seed(seed, nodes=1, grow_to=3)
+
+
 def test_seed_replays_exactly() -> None:
     a = run_seed(12345, nodes=5)
     b = run_seed(12345, nodes=5)

@@ -294,11 +294,10 @@ class Raft:
             self.become_candidate()
             vote_type, term = MT.VOTE, self.term
         if self._poll(self.id, True) == VoteResult.WON:
-            # A single-voter cluster wins at once.
+            # A single-voter cluster wins on its own vote, but a real vote counts only once the new
+            # term and vote are durable: the win is completed in on_persisted().
             if kind == CampaignKind.PRE_ELECTION:
                 self._campaign(CampaignKind.ELECTION)
-            else:
-                self.become_leader()
             return
         for v in self.voters:
             if v == self.id:
@@ -499,8 +498,19 @@ class Raft:
             self._msg(MT.HEARTBEAT, pid, commit=min(pr.match, self.log.committed),
                       read_seq=self._read_seq)
 
-    def on_persisted(self) -> None:
-        """Called by the host after a Ready's entries are durable: the leader may now count itself."""
+    def on_persisted(self, hard_state: HardState | None) -> None:
+        """Called by the host once a Ready is durable (``hard_state``: the one it persisted, if any).
+
+        A candidate's own vote counts towards winning only once its term and vote are on disk; with more
+        voters that holds because the vote requests go out after the fsync, and a single voter wins here.
+        The leader counts its own log only up to what it has persisted (thesis 10.2.1).
+        """
+        if self.role == Role.CANDIDATE:
+            if (hard_state is not None and hard_state.term == self.term and hard_state.vote == self.id
+                    and self._vote_result() == VoteResult.WON):
+                self.become_leader()
+                self._bcast_append()
+            return
         if self.role != Role.LEADER:
             return
         me = self.prs.get(self.id)

@@ -103,10 +103,11 @@ class RawNode:
         self.raft = Raft(config, rng, hs, snapshot, ents)
         self._prev_soft = self.raft.soft_state()
         self._prev_hard = self.raft.hard_state()
+        self._synced_hard = self._prev_hard
         if bootstrap:
             # Nothing of the bootstrap is durable yet: the first Ready persists it.
             self.raft.log.stabled = 0
-            self._prev_hard = HardState()
+            self._prev_hard = self._synced_hard = HardState()
 
     # ---------------------------------------------------------------- input
     def tick(self) -> None:
@@ -165,18 +166,21 @@ class RawNode:
         hard = r.hard_state()
         committed: list[Entry] = r.log.next_committed(r.cfg.max_committed_size_per_ready)
         entries = tuple(r.log.unstable_entries())
-        prev = self._prev_hard
+        synced = self._synced_hard
+        must_sync = (bool(entries) or r.pending_snapshot is not None
+                     or hard.term != synced.term or hard.vote != synced.vote)
+        # A commit-only change may have been written without an fsync; any Ready that syncs carries
+        # the hard state again if it differs from the last synced one, so it never stays volatile.
         rd = Ready(
             soft_state=soft if soft != self._prev_soft else None,
-            hard_state=hard if hard != self._prev_hard else None,
+            hard_state=hard if hard != self._prev_hard or (must_sync and hard != synced) else None,
             entries=entries,
             snapshot=r.pending_snapshot,
             messages=tuple(r.msgs),
             persisted_messages=tuple(r.msgs_after_persist),
             committed_entries=tuple(committed),
             read_states=tuple(r.read_states),
-            must_sync=bool(entries) or r.pending_snapshot is not None
-            or hard.term != prev.term or hard.vote != prev.vote,
+            must_sync=must_sync,
         )
         r.msgs = []
         r.msgs_after_persist = []
@@ -191,6 +195,8 @@ class RawNode:
         r = self.raft
         if rd.hard_state is not None:
             self._prev_hard = rd.hard_state
+            if rd.must_sync:
+                self._synced_hard = rd.hard_state
         if rd.snapshot is not None:
             if r.pending_snapshot is rd.snapshot:
                 r.pending_snapshot = None
@@ -200,12 +206,13 @@ class RawNode:
             r.log.stable_to(last.index, last.term)
         if rd.committed_entries:
             for e in rd.committed_entries:
-                if e.type == EntryType.CONF_CHANGE:
+                # A snapshot installed since ready() already includes changes at or below its index.
+                if e.type == EntryType.CONF_CHANGE and e.index > r.log.offset:
                     r.log.applied_to(e.index - 1)
                     r.apply_conf_change(confchange.decode(e.data))
             r.log.applied_to(rd.committed_entries[-1].index)
-        if rd.entries or rd.snapshot is not None:
-            r.on_persisted()
+        if rd.must_sync:
+            r.on_persisted(rd.hard_state)
 
     # ---------------------------------------------------------------- inspection
     def status(self) -> Status:

@@ -91,6 +91,8 @@ class DiskStorage:
         self._segment_bytes = segment_bytes
         self._lock_fd = -1
         self._fd = -1
+        self._dirty = False
+        """Bytes were written to the open segment since its last fdatasync."""
         self._size = 0
         self._segments: list[_Segment] = []
         self._hard_state = HardState()
@@ -330,6 +332,10 @@ class DiskStorage:
         """Write one batch with one write and one fdatasync (plus a directory fsync on rollover)."""
         try:
             if rollover:
+                if self._dirty:
+                    # Every segment but the last must be fully durable before a new one starts.
+                    sync_file(self._fd)
+                    self._dirty = False
                 self._create_segment(
                     self._segments[-1].seq + 1, self.last_index + 1, b"".join(parts)
                 )
@@ -338,6 +344,7 @@ class DiskStorage:
                 write_all(self._fd, data)
                 if sync:
                     sync_file(self._fd)
+                self._dirty = not sync
                 self._size += len(data)
         except OSError as e:
             self._fail(e, "appending to the WAL")

@@ -112,6 +112,8 @@ class SimOptions:
     pre_vote: bool = True
     check_quorum: bool = True
     snapshot_chunk: int = 64
+    grow_to: int = 0
+    """Membership changes may grow the cluster to this many voters (0: ``nodes``)."""
     bugs: frozenset[str] = frozenset()
     """Deliberate bugs to inject (tests of the checkers): see :data:`BUGS`."""
 
@@ -159,10 +161,9 @@ class SimDisk:
             records = records[:keep]
         for rec in records:
             if isinstance(rec, Snapshot):
+                # A snapshot from the leader replaces the whole log, as in the real storage.
                 self.snapshot = rec
-                self.entries = [e for e in self.entries if e.index > rec.metadata.index]
-                if self.entries and self.entries[0].index != rec.metadata.index + 1:
-                    self.entries = []
+                self.entries = []
             elif isinstance(rec, Entry):
                 base = self.snapshot.metadata.index if self.snapshot else 0
                 first = self.entries[0].index if self.entries else base + 1
@@ -315,6 +316,7 @@ class SimNode:
         for rs in rd.read_states:
             self.read_waits.append((rs.index, int.from_bytes(rs.context, "big")))
         self.raw.advance(rd)
+        self.sim.check_membership(self, rd)
         self.serve_reads()
         self.sim.client_observe_applied(self)
         r = self.raw.raft
@@ -407,6 +409,7 @@ class Simulation:
         self.committed: dict[int, tuple[int, bytes]] = {}
         self.applied_log: dict[int, tuple[int, bytes]] = {}
         self.entry_prev: dict[tuple[int, int], tuple[bytes, int | None]] = {}
+        self.conf_at: dict[int, ConfState] = {}
         # Workload.
         self.history: list[Call] = []
         self.pending: dict[int, PendingOp] = {}
@@ -492,6 +495,18 @@ class Simulation:
         if c is not None and c != (e.term, e.data):
             self.fail(f"node {node.id} applies {e.index}/{e.term} but {c[0]} was committed there")
         self.committed.setdefault(e.index, (e.term, e.data))
+
+    def check_membership(self, node: SimNode, rd: Ready) -> None:
+        """Every node that applies a membership change ends with the same membership."""
+        r = node.raw.raft
+        changes = [e.index for e in rd.committed_entries
+                   if e.type == EntryType.CONF_CHANGE and e.index > r.log.offset]
+        if not changes or r.log.applied != rd.committed_entries[-1].index:
+            return
+        idx = rd.committed_entries[-1].index
+        seen = self.conf_at.setdefault(idx, r.conf)
+        if seen != r.conf:
+            self.fail(f"membership diverged: node {node.id} has {r.conf} at {idx}, another {seen}")
 
     def check_restart(self, node: SimNode) -> None:
         """Durability: every committed entry this node had persisted and not compacted is still there."""
@@ -624,7 +639,7 @@ class Simulation:
     def nemesis(self) -> None:
         o = self.opts
         choices: list[str] = ["heal", "heal"]
-        if o.partition:
+        if o.partition and len(self.nodes) > 1:
             choices += ["halves", "isolate", "oneway"]
         if o.crash:
             choices += ["crash", "restart", "restart"]
@@ -692,7 +707,7 @@ class Simulation:
             cc = ConfChange(ConfChangeType.ADD_VOTER, conf.learners[0])
         elif len(conf.voters) > 2 and self.rng.random() < 0.5:
             cc = ConfChange(ConfChangeType.REMOVE, self.rng.choice(conf.voters))
-        elif len(conf.voters) < self.opts.nodes:
+        elif len(conf.voters) < (self.opts.grow_to or self.opts.nodes):
             nid = self.next_id
             self.next_id += 1
             # A fresh node starts empty with no membership: it learns it from the leader's snapshot/log.

@@ -73,11 +73,12 @@ import json
 import math
 import random
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, TypeVar
 
 __all__ = [
+    "UNOBSERVED",
     "CheckResult",
     "Failure",
     "KeyResult",
@@ -219,12 +220,34 @@ class Model(Protocol[S]):
 
     def blind(self, op: Op) -> bool:
         """Whether the unknown-outcome ``op`` is accepted in every state and leads to the same
-        state whatever state it is applied to (e.g. a write). Only a speed-up hint."""
+        state whatever state it is applied to (e.g. a write). A speed-up hint."""
         return False
+
+    def symmetry_key(self, op: Op) -> Hashable | None:
+        """For unknown-outcome ops: ops with equal keys (not ``None``) must behave identically
+        in every state, so trying one of them at a time suffices. A speed-up hint."""
+        return None
+
+    def prepare(self, ops: Sequence[Op]) -> list[Op]:
+        """Rewrite one key's sub-history before the search (same length and order), e.g. to
+        merge values that no operation can tell apart. Reports still show the original ops."""
+        return list(ops)
 
     def describe_state(self, state: S) -> str:
         """Human-readable state for failure reports."""
         return repr(state)
+
+
+class _Unobserved:
+    """The single stand-in for written values that no read or compare-and-set can observe."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<a value no read or cas observes>"
+
+
+UNOBSERVED: Hashable = _Unobserved()
 
 
 class RegisterModel(Model[Hashable]):
@@ -273,6 +296,26 @@ class RegisterModel(Model[Hashable]):
 
     def blind(self, op: Op) -> bool:
         return op.kind == "write"
+
+    def symmetry_key(self, op: Op) -> Hashable | None:
+        return (op.kind, op.value, op.expected)
+
+    def prepare(self, ops: Sequence[Op]) -> list[Op]:
+        """Replace written values that no completed read returns and no cas expects (nor the
+        initial ``None``) by :data:`UNOBSERVED`: no operation can tell such values apart, and
+        merging them lets the search treat unknown writes of them as interchangeable."""
+        observed: set[Hashable] = {None}
+        for op in ops:
+            if op.kind == "read" and op.ok is True:
+                observed.add(op.output)
+            elif op.kind == "cas":
+                observed.add(op.expected)
+        return [
+            replace(op, value=UNOBSERVED)
+            if op.kind in ("write", "cas") and op.value not in observed
+            else op
+            for op in ops
+        ]
 
     def describe_state(self, state: Hashable) -> str:
         return "no value (None)" if state is None else repr(state)
@@ -456,11 +499,19 @@ def _check_key(
 ) -> KeyResult:
     """WGL depth-first search over one key's sub-history (see the module docstring)."""
     t0 = time.monotonic()
-    ops = [history[i] for i in idxs]
+    originals = [history[i] for i in idxs]
+    ops = model.prepare(originals)  # what the model executes; reports show `originals`
     n = len(ops)
+    if len(ops) != len(originals):
+        raise ValueError("Model.prepare must keep the number and order of operations")
     known = [op.ok is True for op in ops]
     ro = [known[i] and model.read_only(ops[i]) for i in range(n)]
-    blind = [not known[i] and model.blind(ops[i]) for i in range(n)]
+    blind = [False] * n
+    sym: list[Hashable | None] = [None] * n
+    for i in range(n):
+        if not known[i]:
+            blind[i] = model.blind(ops[i])
+            sym[i] = model.symmetry_key(ops[i])
     bit = [0] * n
     n_known = n_unknown = 0
     for i in range(n):
@@ -616,8 +667,14 @@ def _check_key(
                 while e < blocking:  # utail > every entry, so this stops at the end of the list
                     cands.append(e)
                     e = nxt[e]
+            classes: set[Hashable] = set()
             for e in cands:
                 i = e_op[e]
+                sk = sym[i]
+                if sk is not None:
+                    if sk in classes:
+                        continue  # interchangeable with an earlier candidate
+                    classes.add(sk)
                 ok, ns = step(state, ops[i])
                 if not ok:
                     continue
@@ -645,7 +702,7 @@ def _check_key(
         while True:
             if not stack:
                 assert best is not None
-                fail = _failure(key, ops, idxs, model, e_op, call_at, best)
+                fail = _failure(key, originals, ops, idxs, model, e_op, call_at, best)
                 return KeyResult(key, False, n, time.monotonic() - t0, None, fail)
             frame = stack[-1]
             kind, e, state = frame[0], frame[1], frame[2]
@@ -684,6 +741,7 @@ def _check_key(
 
 def _failure(
     key: str,
+    originals: list[Op],
     ops: list[Op],
     idxs: list[int],
     model: Model[Any],
@@ -691,9 +749,19 @@ def _failure(
     call_at: list[int],
     best: tuple[list[int], Any, int],
 ) -> Failure:
-    """Build the report for the deepest dead end reached by the search."""
+    """Build the report for the deepest dead end reached by the search (``ops`` are the
+    prepared operations the model executes, ``originals`` what the report shows)."""
     prefix_entries, state, blocking = best
     prefix_pos = [e_op[e] for e in prefix_entries]
+    # Replay the prefix on the original ops, so the report shows real values (prepare() may
+    # have merged some); fall back to the prepared ops if the model disagrees.
+    replayed: Any = model.init()
+    for i in prefix_pos:
+        accepted, replayed = model.step(replayed, originals[i])
+        if not accepted:
+            break
+    else:
+        state, ops = replayed, originals
     lifted = set(prefix_pos)
     b = e_op[blocking]
     # Entries are numbered in event order: pending = not linearized, called before `blocking`.
@@ -725,15 +793,15 @@ def _failure(
             notes.append(f"{tag}pending; accepted -> {model.describe_state(ns)}, but a dead end")
     return Failure(
         key=key,
-        prefix=tuple(ops[i] for i in prefix_pos),
+        prefix=tuple(originals[i] for i in prefix_pos),
         prefix_indices=tuple(idxs[i] for i in prefix_pos),
         state=state,
         state_desc=model.describe_state(state),
-        blocked=ops[b],
+        blocked=originals[b],
         blocked_index=idxs[b],
-        pending=tuple(ops[i] for i in pending_pos),
+        pending=tuple(originals[i] for i in pending_pos),
         pending_indices=tuple(idxs[i] for i in pending_pos),
-        window=tuple(ops[i] for i in window_pos),
+        window=tuple(originals[i] for i in window_pos),
         window_indices=tuple(idxs[i] for i in window_pos),
         notes=tuple(notes),
     )

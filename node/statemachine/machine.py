@@ -1,0 +1,200 @@
+"""The replicated state machine: the entry point the node calls for every committed Raft entry.
+
+Determinism: :meth:`StateMachine.apply` depends only on the current state, the entry index and the
+entry data. It reads no clock (time is the max of the leader-assigned ``timestamp`` carried by the
+commands), draws no random numbers and does no I/O; every output is ordered by key or by revision.
+So replicas that apply the same log produce the same responses and the same :meth:`snapshot` bytes.
+
+Errors: a command that is malformed or fails (any :class:`KVError`) yields an :class:`ErrorResponse`
+and changes nothing except the replicated clock, session expiry and ``applied_index``; ``apply``
+never raises for the content of an entry. It raises ``ValueError`` only when the *host* breaks the
+contract by applying an index at or below ``applied_index``.
+
+Apply order for one entry: decode; advance ``now`` to ``max(now, timestamp)``; expire idle sessions
+(see :mod:`.sessions`); resolve the session (unknown -> ``SessionExpired``, old seq ->
+``StaleRequest``, repeated seq -> the cached response); execute; cache the response in the session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .codec import decode_command, pack, unpack
+from .errors import InvalidArgument, KVError, SessionExpired, StaleRequest
+from .mvcc import KVStore
+from .sessions import SessionTable
+from .types import (
+    CloseSessionRequest,
+    Command,
+    CompactRequest,
+    DeleteRangeRequest,
+    ErrorResponse,
+    KeepAliveRequest,
+    Limits,
+    NoopResponse,
+    PutRequest,
+    RangeRequest,
+    RegisterSessionRequest,
+    Request,
+    Response,
+    SessionResponse,
+    TxnRequest,
+)
+
+__all__ = ["DEFAULT_SESSION_TTL_MS", "SNAPSHOT_MAGIC", "SNAPSHOT_VERSION", "StateMachine"]
+
+SNAPSHOT_MAGIC = b"coterie-sm"
+SNAPSHOT_VERSION = 1
+DEFAULT_SESSION_TTL_MS = 60_000
+"""Idle time after which a session expires, in timestamp units (ms). Longer keeps retries safe
+across longer client outages; shorter frees memory (one cached response per session) sooner."""
+
+
+class StateMachine:
+    """The key-value store, client sessions and the replicated clock.
+
+    ``limits`` and ``session_ttl`` are configuration and must be identical on every replica; they are
+    not part of a snapshot.
+    """
+
+    def __init__(self, limits: Limits | None = None, session_ttl: int = DEFAULT_SESSION_TTL_MS) -> None:
+        self.limits = limits if limits is not None else Limits()
+        self.kv = KVStore(self.limits)
+        self.sessions = SessionTable(session_ttl)
+        self._applied_index = 0
+        self._now = 0
+
+    @property
+    def applied_index(self) -> int:
+        """Index of the last entry applied (or covered by a restored snapshot); 0 initially."""
+        return self._applied_index
+
+    @property
+    def now(self) -> int:
+        """The replicated clock: the max timestamp seen in applied commands (0 initially)."""
+        return self._now
+
+    @property
+    def revision(self) -> int:
+        """The key-value store's current revision."""
+        return self.kv.revision
+
+    def apply(self, index: int, data: bytes) -> Response:
+        """Apply the committed entry ``data`` at log ``index`` (> :attr:`applied_index`; gaps are
+        allowed for entries the node does not pass here, such as membership changes)."""
+        if index <= self._applied_index:
+            raise ValueError(f"entry {index} is at or below the applied index {self._applied_index}")
+        self._applied_index = index
+        try:
+            command = decode_command(data)
+        except InvalidArgument as e:
+            return ErrorResponse(self.kv.revision, e)
+        return self._apply_command(index, command)
+
+    def _apply_command(self, index: int, cmd: Command) -> Response:
+        self._now = max(self._now, cmd.timestamp)
+        self.sessions.expire(self._now)
+        if not cmd.session_id:
+            return self._execute(index, cmd.request)
+        session = self.sessions.get(cmd.session_id)
+        if session is None:
+            return ErrorResponse(self.kv.revision, SessionExpired(cmd.session_id))
+        if cmd.seq < session.last_seq:
+            return ErrorResponse(self.kv.revision, StaleRequest(cmd.session_id, cmd.seq, session.last_seq))
+        self.sessions.touch(session, self._now)
+        if cmd.seq == session.last_seq:
+            assert session.response is not None  # seq >= 1, so last_seq >= 1 was answered
+            return session.response
+        response = self._execute(index, cmd.request)
+        if self.sessions.get(cmd.session_id) is session:  # not closed by this very command
+            session.last_seq = cmd.seq
+            session.response = response
+        return response
+
+    def _execute(self, index: int, req: Request) -> Response:
+        kv = self.kv
+        try:
+            if isinstance(req, PutRequest):
+                return kv.put(
+                    req.key,
+                    req.value,
+                    lease=req.lease,
+                    prev_kv=req.prev_kv,
+                    ignore_value=req.ignore_value,
+                    ignore_lease=req.ignore_lease,
+                )
+            if isinstance(req, RangeRequest):
+                return kv.range(
+                    req.key,
+                    req.range_end,
+                    limit=req.limit,
+                    revision=req.revision,
+                    count_only=req.count_only,
+                    keys_only=req.keys_only,
+                )
+            if isinstance(req, DeleteRangeRequest):
+                return kv.delete_range(req.key, req.range_end, prev_kv=req.prev_kv)
+            if isinstance(req, TxnRequest):
+                return kv.execute_txn(req)
+            if isinstance(req, CompactRequest):
+                return kv.compact(req.revision)
+            if isinstance(req, RegisterSessionRequest):
+                self.sessions.register(index, self._now)
+                return SessionResponse(kv.revision, index)
+            if isinstance(req, KeepAliveRequest):
+                session = self.sessions.get(req.session_id)
+                if session is None:
+                    raise SessionExpired(req.session_id)
+                self.sessions.touch(session, self._now)
+                return SessionResponse(kv.revision, req.session_id)
+            if isinstance(req, CloseSessionRequest):
+                if not self.sessions.close(req.session_id):
+                    raise SessionExpired(req.session_id)
+                return SessionResponse(kv.revision, req.session_id)
+            return NoopResponse(kv.revision)
+        except KVError as e:
+            return ErrorResponse(kv.revision, e)
+
+    # -------------------------------------------------------------------------------------- snapshot
+
+    def snapshot(self) -> bytes:
+        """The whole state as msgpack: ``[magic, version, applied_index, now, kv, sessions]`` (see
+        ``KVStore.dump`` and ``SessionTable.dump``). Equal states give equal bytes."""
+        return pack(
+            [
+                SNAPSHOT_MAGIC,
+                SNAPSHOT_VERSION,
+                self._applied_index,
+                self._now,
+                self.kv.dump(),
+                self.sessions.dump(),
+            ]
+        )
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with a :meth:`snapshot`. Raises ``InvalidArgument`` (and keeps the
+        current state) if ``data`` is not a readable snapshot."""
+        obj: Any = unpack(data)
+        if type(obj) is not list or len(obj) != 6 or obj[0] != SNAPSHOT_MAGIC:
+            raise InvalidArgument("not a coterie state machine snapshot")
+        if obj[1] != SNAPSHOT_VERSION:
+            raise InvalidArgument(
+                f"unsupported snapshot version {obj[1]!r} (this replica reads {SNAPSHOT_VERSION})"
+            )
+        _, _, applied_index, now, kv_obj, sessions_obj = obj
+        if type(applied_index) is not int or type(now) is not int or applied_index < 0 or now < 0:
+            raise InvalidArgument("malformed snapshot header")
+        kv = KVStore.load(kv_obj, self.limits)
+        sessions = SessionTable(self.sessions.ttl)
+        sessions.load(sessions_obj)
+        self.kv, self.sessions = kv, sessions
+        self._applied_index, self._now = applied_index, now
+
+    @classmethod
+    def from_snapshot(
+        cls, data: bytes, limits: Limits | None = None, session_ttl: int = DEFAULT_SESSION_TTL_MS
+    ) -> StateMachine:
+        """A new state machine restored from ``data``."""
+        sm = cls(limits, session_ttl)
+        sm.restore(data)
+        return sm
