@@ -102,8 +102,12 @@ class Raft:
         self.vote = hard_state.vote
         self.lead = NONE
         self.role = Role.FOLLOWER
-        # Membership as of the snapshot; later changes are re-applied as their entries are applied.
-        self.conf = meta.conf_state if meta is not None else ConfState()
+        # Membership (thesis 4.1): a server uses the latest configuration in its log, committed or not.
+        # _base_conf is the configuration at the log's offset (from the snapshot); _conf_log records
+        # (index, term, configuration after it) for every membership entry after the offset.
+        self._base_conf = meta.conf_state if meta is not None else ConfState()
+        self._conf_log: list[tuple[int, int, ConfState]] = []
+        self.conf = self._base_conf
         self.prs: dict[int, Progress] = {}
         self.votes: dict[int, bool] = {}
         self.msgs: list[Message] = []
@@ -127,6 +131,7 @@ class Raft:
         self._tick: Callable[[], None] = self._tick_election
         self._step_role: Callable[[Message], None] = self._step_follower
         self._reset_progress()
+        self._rebuild_conf()
         self.become_follower(self.term, NONE)
 
     # ================================================================ helpers
@@ -220,8 +225,6 @@ class Raft:
         self.role = Role.LEADER
         self._tick = self._tick_heartbeat
         self._step_role = self._step_leader
-        # No membership change until the entries of earlier terms are committed (thesis 4.1 fix).
-        self.pending_conf_index = self.log.last_index()
         for pr in self.prs.values():
             pr.recent_active = True
         me = self.prs.get(self.id)
@@ -229,8 +232,10 @@ class Raft:
             me.become_replicate()
             me.match = self.log.stabled
             me.next = self.log.last_index() + 1
-        # A no-op in the new term lets the leader learn its commit index (thesis 6.4, paper 8).
-        self._append(EntryType.NORMAL, b"")
+        # A no-op in the new term lets the leader learn its commit index (thesis 6.4, paper 8). No
+        # membership change until it is applied: a leader must commit an entry of its own term before
+        # changing the configuration (the single-server change fix, raft-dev 2015).
+        self.pending_conf_index = self._append(EntryType.NORMAL, b"")
 
     # ================================================================ ticks
     def tick(self) -> None:
@@ -274,17 +279,7 @@ class Raft:
         """Start an election (5.2) if this node may."""
         if self.role == Role.LEADER or not self.promotable():
             return
-        if self._has_unapplied_conf_change():
-            # Campaigning before applying a committed membership change could use a stale quorum.
-            return
         self._campaign(kind)
-
-    def _has_unapplied_conf_change(self) -> bool:
-        lo = max(self.log.applied + 1, self.log.first_index())
-        hi = self.log.committed
-        if lo > hi:
-            return False
-        return any(e.type == EntryType.CONF_CHANGE for e in self.log.slice(lo, hi + 1, 0))
 
     def _campaign(self, kind: CampaignKind) -> None:
         if kind == CampaignKind.PRE_ELECTION:
@@ -437,23 +432,27 @@ class Raft:
             self.log.commit_to(idx)
             if first_in_term:
                 self._release_reads_before_commit()
+            self._maybe_step_down_removed()
             return True
         return False
 
     def _append(self, typ: EntryType, data: bytes) -> int:
         idx = self.log.last_index() + 1
-        self.log.append([Entry(self.term, idx, typ, data)])
+        e = Entry(self.term, idx, typ, data)
+        self.log.append([e])
         me = self.prs.get(self.id)
         if me is not None:
             me.next = idx + 1
+        if typ == EntryType.CONF_CHANGE:
+            self._conf_appended([e])
         # The leader's own ack arrives in on_persisted(), after the host's fsync (thesis 10.2.1).
         return idx
 
     def _send_append(self, to: int) -> bool:
         """Send entries (or a snapshot) to ``to`` if its progress allows; returns whether sent."""
-        pr = self.prs[to]
-        if pr.is_paused():
-            return False
+        pr = self.prs.get(to)
+        if self.role != Role.LEADER or pr is None or pr.is_paused():
+            return False  # (a leader that just stepped down, e.g. removed, sends nothing more)
         prev = pr.next - 1
         prev_term = self.log.term(prev)
         if prev_term is None:
@@ -635,6 +634,7 @@ class Raft:
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
+            self._conf_appended(m.entries)
             self._msg(MT.APP_RESP, m.frm, index=last_new)
             return
         hint_index, hint_term = self.log.find_conflict_by_term(
@@ -682,7 +682,8 @@ class Raft:
             self.log.commit_to(meta.index)
             return False
         self.log.restore(meta)
-        self.conf = meta.conf_state
+        self._base_conf = meta.conf_state
+        self._rebuild_conf()
         self._reset_progress()
         self.snapshot = snap
         self.pending_snapshot = snap
@@ -744,45 +745,77 @@ class Raft:
         else:
             self._send_append(target)
 
-    def apply_conf_change(self, cc: ConfChange) -> None:
-        """Apply a committed membership change; called as its entry is applied (thesis 4.1)."""
-        self.conf = confchange.apply(self.conf, cc)
+    # ---------------------------------------------------------------- membership (thesis 4.1)
+    def _rebuild_conf(self) -> None:
+        """Recompute the configuration from the snapshot's and every membership entry in the log."""
+        conf = self._base_conf
+        hist: list[tuple[int, int, ConfState]] = []
+        for e in self.log.entries:
+            if e.type == EntryType.CONF_CHANGE:
+                conf = confchange.apply(conf, confchange.decode(e.data))
+                hist.append((e.index, e.term, conf))
+        self._conf_log = hist
+        self._set_conf(conf)
+
+    def _conf_appended(self, entries: tuple[Entry, ...] | list[Entry]) -> None:
+        """Entries were appended: adopt new membership entries, or drop truncated ones."""
+        stale = bool(self._conf_log) and not self.log.match_term(self._conf_log[-1][0],
+                                                                 self._conf_log[-1][1])
+        if stale or any(e.type == EntryType.CONF_CHANGE for e in entries):
+            self._rebuild_conf()
+
+    def conf_at(self, index: int) -> ConfState:
+        """The configuration in force at ``index`` (at or after the log's offset)."""
+        conf = self._base_conf
+        for idx, _term, c in self._conf_log:
+            if idx > index:
+                break
+            conf = c
+        return conf
+
+    def _set_conf(self, conf: ConfState) -> None:
+        """Adopt ``conf`` and bring the progress tracker in line with it."""
+        if conf == self.conf and all(v in self.prs for v in (*conf.voters, *conf.learners)):
+            return
+        self.conf = conf
         last = self.log.last_index()
-        for v in self.conf.voters:
+        for v in conf.voters:
             pr = self.prs.get(v)
             if pr is None:
-                self.prs[v] = Progress(last + 1, self.cfg.max_inflight_msgs)
-            else:
-                pr.is_learner = False
-        for v in self.conf.learners:
-            if v not in self.prs:
-                self.prs[v] = Progress(last + 1, self.cfg.max_inflight_msgs, is_learner=True)
+                pr = self.prs[v] = Progress(last + 1, self.cfg.max_inflight_msgs)
+                pr.recent_active = True
+            pr.is_learner = False
+        for v in conf.learners:
+            pr = self.prs.get(v)
+            if pr is None:
+                pr = self.prs[v] = Progress(last + 1, self.cfg.max_inflight_msgs)
+                pr.recent_active = True
+            pr.is_learner = True
         for v in list(self.prs):
-            if v not in self.conf.voters and v not in self.conf.learners:
+            if v not in conf.voters and v not in conf.learners:
                 del self.prs[v]
                 self._read_acks.pop(v, None)
-        me = self.prs.get(self.id)
-        if me is not None and self.role == Role.LEADER:
-            me.recent_active = True
-        if cc.type == ConfChangeType.REMOVE and cc.node_id == self.id:
-            self.removed = True
         if self.role != Role.LEADER:
             return
-        if self.id not in self.conf.voters:
-            # A removed (or demoted) leader steps down once the change is committed (thesis 4.2.2),
-            # handing over to the most up-to-date voter so the cluster does not wait for a timeout.
-            best = max((v for v in self.conf.voters), key=lambda v: self.prs[v].match, default=NONE)
-            if best != NONE and self.prs[best].match == self.log.last_index():
-                self._msg(MT.TIMEOUT_NOW, best)
-            self.become_follower(self.term, NONE)
-            return
-        if self.lead_transferee not in self.conf.voters:
+        if self.lead_transferee not in conf.voters:
             self.lead_transferee = NONE
         self._maybe_commit()
-        self._bcast_append()
-        # The quorum may have shrunk, so pending read rounds may now be confirmed.
+        self.bcast_pending = True
+        # The quorum may have changed, so pending read rounds may now be confirmed.
         if self._read_rounds:
             self._ack_read(self.id, self._read_seq)
+
+    def _maybe_step_down_removed(self) -> None:
+        """A leader outside the configuration steps down once that configuration is committed
+        (thesis 4.2.2), handing over to the most up-to-date voter so nobody waits for a timeout."""
+        if self.role != Role.LEADER or self.id in self.conf.voters or not self._conf_log:
+            return
+        if self.log.committed < self._conf_log[-1][0]:
+            return
+        best = max(self.conf.voters, key=lambda v: self.prs[v].match, default=NONE)
+        if best != NONE and self.prs[best].match == self.log.last_index():
+            self._msg(MT.TIMEOUT_NOW, best)
+        self.become_follower(self.term, NONE)
 
     def create_snapshot(self, index: int, data: bytes, keep_entries: int) -> Snapshot:
         """Record the host's state machine image at ``index`` (== applied) and compact the log."""
@@ -793,7 +826,11 @@ class Raft:
         term = self.log.term(index)
         if term is None:
             raise InvariantViolation(f"snapshot index {index} already compacted")
-        snap = Snapshot(SnapshotMetadata(index, term, self.conf), data)
+        snap = Snapshot(SnapshotMetadata(index, term, self.conf_at(index)), data)
         self.snapshot = snap
-        self.log.compact_to(min(index - keep_entries, self.log.stabled))
+        new_offset = min(index - keep_entries, self.log.stabled)
+        if new_offset > self.log.offset:
+            self._base_conf = self.conf_at(new_offset)
+            self._conf_log = [c for c in self._conf_log if c[0] > new_offset]
+            self.log.compact_to(new_offset)
         return snap

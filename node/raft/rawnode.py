@@ -12,8 +12,8 @@ A host loop looks like this (the order is what makes it safe, thesis 10.2.1)::
             apply(rd.snapshot, rd.committed_entries); serve(rd.read_states)
             node.advance(rd)
 
-Membership changes in committed entries are applied to the core inside :meth:`RawNode.advance`, so the
-host only needs to apply them to its own view of the cluster (for example, peer addresses).
+Membership changes take effect in the core as soon as their entry is in the log (thesis 4.1); the host
+applies committed ones to its own view of the cluster (for example, peer addresses).
 """
 
 from __future__ import annotations
@@ -206,10 +206,12 @@ class RawNode:
             r.log.stable_to(last.index, last.term)
         if rd.committed_entries:
             for e in rd.committed_entries:
-                # A snapshot installed since ready() already includes changes at or below its index.
-                if e.type == EntryType.CONF_CHANGE and e.index > r.log.offset:
-                    r.log.applied_to(e.index - 1)
-                    r.apply_conf_change(confchange.decode(e.data))
+                # Membership took effect when the entry was appended (thesis 4.1); once applied,
+                # a node that removed itself knows for certain it is out.
+                if e.type == EntryType.CONF_CHANGE:
+                    cc = confchange.decode(e.data)
+                    if cc.type == ConfChangeType.REMOVE and cc.node_id == r.id:
+                        r.removed = True
             r.log.applied_to(rd.committed_entries[-1].index)
         if rd.must_sync:
             r.on_persisted(rd.hard_state)

@@ -497,16 +497,21 @@ class Simulation:
         self.committed.setdefault(e.index, (e.term, e.data))
 
     def check_membership(self, node: SimNode, rd: Ready) -> None:
-        """Every node that applies a membership change ends with the same membership."""
+        """Every node has the same membership at the same applied index (and its incrementally kept
+        configuration equals one recomputed from its log)."""
         r = node.raw.raft
-        changes = [e.index for e in rd.committed_entries
-                   if e.type == EntryType.CONF_CHANGE and e.index > r.log.offset]
-        if not changes or r.log.applied != rd.committed_entries[-1].index:
+        changes = [e.index for e in rd.committed_entries if e.type == EntryType.CONF_CHANGE]
+        idx = r.log.applied
+        if not changes or idx < r.log.offset or r.pending_snapshot is not None:
             return
-        idx = rd.committed_entries[-1].index
-        seen = self.conf_at.setdefault(idx, r.conf)
-        if seen != r.conf:
-            self.fail(f"membership diverged: node {node.id} has {r.conf} at {idx}, another {seen}")
+        conf = r.conf_at(idx)
+        seen = self.conf_at.setdefault(idx, conf)
+        if seen != conf:
+            self.fail(f"membership diverged: node {node.id} has {conf} at {idx}, another {seen}")
+        latest = r.conf
+        r._rebuild_conf()
+        if r.conf != latest:
+            self.fail(f"node {node.id}: kept configuration {latest} != recomputed {r.conf}")
 
     def check_restart(self, node: SimNode) -> None:
         """Durability: every committed entry this node had persisted and not compacted is still there."""
