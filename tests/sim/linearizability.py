@@ -39,7 +39,7 @@ as linearizing it last. Definitely failed operations (``ok=False``) did not happ
 unknown-outcome reads constrain nothing and are dropped too (:meth:`Model.relevant`).
 
 Such operations stay pending until the end of the history, which is what makes checking them
-expensive (every pending one could be linearized at every step). Four reductions, all sound and
+expensive (every pending one could be linearized at every step). Five reductions, all sound and
 complete (a success path from a pruned configuration implies one at least as short from a
 configuration that is, or will be, explored), keep that in check:
 
@@ -56,7 +56,11 @@ configuration that is, or will be, explored), keep that in check:
    compare-and-set; :meth:`Model.read_only`) is accepted now, linearizing it right away is never
    worse than later, so no alternative is explored at that configuration. This removes the
    exponential blow-up from permutations of concurrent reads.
-4. Unknown-outcome calls live in their own linked list, so the scans for known candidates never
+4. *Symmetry*: unknown-outcome ops that behave identically (:meth:`Model.symmetry_key`) are
+   interchangeable, so only the first pending one of each kind is tried. :class:`RegisterModel`
+   first merges all written values that no read or cas can observe into one stand-in value
+   (:meth:`Model.prepare`), which makes every "lost" write of such a value interchangeable.
+5. Unknown-outcome calls live in their own linked list, so the scans for known candidates never
    walk over the (ever-growing) set of pending unknown operations.
 
 The search is exponential in the worst case (checking linearizability is NP-complete: Gibbons &
@@ -116,6 +120,7 @@ class Op:
         expected: the value a ``cas`` compares against (``None`` = "the key has no value").
         invoke: time the call was issued.
         complete: time the result was received; ``None`` if it never was (outcome unknown).
+            Ignored when ``ok`` is ``None``: the op may still take effect after the client gave up.
         ok: ``True`` completed with a known result; ``False`` definitely not executed (e.g. rejected
             before it was proposed; such operations are dropped); ``None`` unknown (a timeout: it
             may take effect at any time after ``invoke``, or never).
