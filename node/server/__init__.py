@@ -1,0 +1,1 @@
+"""The coterie node process: the driver that owns the Raft core, peer transport and gRPC services."""

@@ -1,0 +1,333 @@
+"""The driver: the one asyncio task that owns a node's Raft core, its WAL and its state machine.
+
+Nothing else touches the core. gRPC handlers and the peer transport hand work to the driver through
+:meth:`Driver.deliver`, :meth:`Driver.propose` and :meth:`Driver.read_barrier`, which queue it and
+(for the latter two) await a future. The loop, in order (thesis 10.2.1, etcd raft's Ready contract):
+
+1. tick the core when a tick interval has passed; feed it every queued message and request;
+2. take a Ready; send ``messages`` at once;
+3. persist snapshot, entries and hard state with one ``fdatasync`` in a worker thread. The event
+   loop keeps serving handlers meanwhile, and the proposals they queue form the next batch (group
+   commit);
+4. send ``persisted_messages``; apply the snapshot and committed entries to the state machine,
+   resolving the futures of the proposals they answer; release ReadIndex reads once applied;
+5. ``advance()``; take a state machine snapshot and compact when enough entries were applied.
+
+A proposal's future resolves with the state machine's response when its entry (same index *and*
+term) is applied. If leadership is lost first, it fails with :class:`OutcomeUnknown`: the entry may
+still commit, so only an idempotent (session-numbered) retry is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..raft import (
+    ConfChange,
+    EntryType,
+    Message,
+    NotLeader,
+    ProposalDropped,
+    RaftError,
+    RawNode,
+    Ready,
+    Role,
+    Status,
+)
+from ..raft import confchange as _confchange
+from ..statemachine import Response, StateMachine
+from ..storage import DiskStorage
+
+log = logging.getLogger("coterie.driver")
+
+
+class DriverError(RaftError):
+    """Base class of the driver's own outcomes."""
+
+
+class Overloaded(DriverError):
+    """Too many proposals are waiting; the caller should back off (RESOURCE_EXHAUSTED)."""
+
+
+class OutcomeUnknown(DriverError):
+    """Leadership was lost after the proposal was appended: it may or may not commit."""
+
+
+class ReadTimeout(DriverError):
+    """No read index arrived in time (leader lost or unreachable); safe to retry."""
+
+
+class Stopped(DriverError):
+    """The driver is shutting down."""
+
+
+class Transport(Protocol):
+    """Sends Raft messages to peers. Must not block; delivery is best effort."""
+
+    def send(self, messages: Sequence[Message]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DriverConfig:
+    tick_interval: float = 0.1
+    """Seconds per Raft tick. With ``election_tick=10`` a follower campaigns after 1-2 s of silence."""
+    max_pending_proposals: int = 4096
+    """Proposals awaiting their outcome before new ones are refused with :class:`Overloaded`."""
+    snapshot_entries: int = 10_000
+    """Applied entries between state machine snapshots (and WAL compaction)."""
+    snapshot_keep: int = 1_000
+    """Entries kept behind a snapshot so slightly lagging followers catch up without a snapshot."""
+    read_timeout: float = 3.0
+    """Seconds a ReadIndex request may wait for the leader's answer (a forwarded request can be lost
+    with the leader) before it fails with :class:`ReadTimeout`; retrying it is always safe."""
+
+
+@dataclass(slots=True)
+class _Proposal:
+    term: int
+    future: asyncio.Future[Response]
+
+
+class Driver:
+    """Owns ``raw`` (the core), ``storage`` (its WAL) and ``sm`` (the replicated state machine)."""
+
+    def __init__(
+        self,
+        raw: RawNode,
+        storage: DiskStorage,
+        sm: StateMachine,
+        transport: Transport,
+        config: DriverConfig | None = None,
+        *,
+        on_conf_change: Callable[[ConfChange], None] | None = None,
+    ) -> None:
+        self.raw = raw
+        self.storage = storage
+        self.sm = sm
+        self.transport = transport
+        self.cfg = config or DriverConfig()
+        self.on_conf_change = on_conf_change
+        self._inbox: deque[tuple[str, Any, Any]] = deque()
+        self._wake = asyncio.Event()
+        self._proposals: dict[int, _Proposal] = {}
+        self._queued_proposals = 0
+        self._reads: dict[bytes, tuple[float, asyncio.Future[int]]] = {}
+        self._read_waits: list[tuple[int, asyncio.Future[int]]] = []
+        self._read_seq = 0
+        self._stopping = False
+        self._last_snapshot = sm.applied_index
+        self.role = Role.FOLLOWER
+        self.leader = 0
+
+    # ---------------------------------------------------------------- API for handlers
+    def deliver(self, m: Message) -> None:
+        """Queue a message from a peer (called by the transport)."""
+        self._inbox.append(("msg", m, None))
+        self._wake.set()
+
+    async def propose(self, data: bytes) -> Response:
+        """Replicate ``data`` and return the state machine's response once it is applied here.
+
+        Raises :class:`NotLeader` (with the leader hint) or another ``ProposalDropped`` if refused,
+        :class:`Overloaded` if too many proposals wait, :class:`OutcomeUnknown` if leadership was lost
+        before the entry was applied.
+        """
+        if self._stopping:
+            raise Stopped("node is shutting down")
+        if self.role != Role.LEADER:
+            raise NotLeader(self.leader)
+        if len(self._proposals) + self._queued_proposals >= self.cfg.max_pending_proposals:
+            raise Overloaded(f"more than {self.cfg.max_pending_proposals} proposals pending")
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._queued_proposals += 1
+        self._inbox.append(("propose", data, fut))
+        self._wake.set()
+        return await fut
+
+    async def read_barrier(self) -> int:
+        """Wait until this node's state machine reflects every write committed before the call
+        (ReadIndex, thesis 6.4); returns the applied index to read at."""
+        if self._stopping:
+            raise Stopped("node is shutting down")
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._inbox.append(("read", None, fut))
+        self._wake.set()
+        return await fut
+
+    async def transfer_leader(self, target: int) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inbox.append(("transfer", target, fut))
+        self._wake.set()
+        await fut
+
+    def status(self) -> Status:
+        return self.raw.status()
+
+    def stop(self) -> None:
+        """Ask the loop to finish; pending requests fail with :class:`Stopped`."""
+        self._stopping = True
+        self._wake.set()
+
+    # ---------------------------------------------------------------- the loop
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = self.cfg.tick_interval
+        next_tick = loop.time() + tick
+        try:
+            while not self._stopping:
+                if not self._inbox and not self.raw.has_ready():
+                    self._wake.clear()
+                    delay = next_tick - loop.time()
+                    if delay > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), delay)
+                now = loop.time()
+                if now >= next_tick:
+                    self.raw.tick()
+                    next_tick += tick
+                    if self._reads:
+                        self._expire_reads(now)
+                    if next_tick < now:  # fell behind (a long fsync): do not burst ticks
+                        next_tick = now + tick
+                self._drain_inbox()
+                if self.raw.has_ready():
+                    await self._handle_ready(self.raw.ready())
+        finally:
+            self._fail_all(Stopped("node is shutting down"))
+
+    def _drain_inbox(self) -> None:
+        raw = self.raw
+        while self._inbox:
+            kind, arg, fut = self._inbox.popleft()
+            if kind == "msg":
+                raw.step(arg)
+            elif kind == "propose":
+                self._queued_proposals -= 1
+                if fut.done():
+                    continue
+                try:
+                    term, index = raw.propose(arg)
+                except ProposalDropped as exc:
+                    fut.set_exception(exc)
+                    continue
+                self._proposals[index] = _Proposal(term, fut)
+            elif kind == "read":
+                self._read_seq += 1
+                ctx = self._read_seq.to_bytes(8, "big")
+                try:
+                    raw.read_index(ctx)
+                except ProposalDropped as exc:
+                    fut.set_exception(exc)
+                    continue
+                self._reads[ctx] = (asyncio.get_running_loop().time() + self.cfg.read_timeout, fut)
+            elif kind == "transfer":
+                try:
+                    raw.transfer_leader(arg)
+                    fut.set_result(None)
+                except ProposalDropped as exc:
+                    fut.set_exception(exc)
+
+    def _expire_reads(self, now: float) -> None:
+        for ctx, (deadline, fut) in list(self._reads.items()):
+            if now >= deadline:
+                del self._reads[ctx]
+                if not fut.done():
+                    who = self.leader or "unknown"
+                    fut.set_exception(ReadTimeout(
+                        f"no read index from leader {who} within {self.cfg.read_timeout} s"))
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        self.transport.send(rd.messages)
+        if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
+            await asyncio.to_thread(self.storage.save, rd.hard_state, rd.entries, rd.snapshot,
+                                    sync=rd.must_sync)
+        self.transport.send(rd.persisted_messages)
+        if rd.snapshot is not None:
+            self.sm.restore(rd.snapshot.data)
+        for e in rd.committed_entries:
+            if e.index <= self.sm.applied_index:
+                continue
+            if e.type == EntryType.CONF_CHANGE:
+                resp = self.sm.apply(e.index, b"")
+                if self.on_conf_change is not None:
+                    self.on_conf_change(_confchange.decode(e.data))
+            else:
+                resp = self.sm.apply(e.index, e.data)
+            p = self._proposals.pop(e.index, None)
+            if p is not None and not p.future.done():
+                if p.term == e.term:
+                    p.future.set_result(resp)
+                else:
+                    p.future.set_exception(OutcomeUnknown(
+                        f"entry {e.index} was replaced by another leader's; the proposal was lost"))
+        for rs in rd.read_states:
+            pending = self._reads.pop(rs.context, None)
+            if pending is not None and not pending[1].done():
+                self._read_waits.append((rs.index, pending[1]))
+        self.raw.advance(rd)
+        applied = self.sm.applied_index
+        if self._read_waits:
+            still = []
+            for index, fut in self._read_waits:
+                if applied >= index:
+                    if not fut.done():
+                        fut.set_result(applied)
+                else:
+                    still.append((index, fut))
+            self._read_waits = still
+        if rd.soft_state is not None:
+            self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
+        if applied - self._last_snapshot >= self.cfg.snapshot_entries:
+            await self._snapshot()
+
+    def _on_soft_state(self, role: Role, leader: int) -> None:
+        was_leader = self.role == Role.LEADER
+        self.role, self.leader = role, leader
+        log.info("role change", extra={"node": self.raw.id, "term": self.raw.status().term,
+                                       "role": role.name, "leader": leader})
+        if was_leader and role != Role.LEADER:
+            for p in self._proposals.values():
+                if not p.future.done():
+                    p.future.set_exception(OutcomeUnknown(
+                        f"leadership lost before the entry was applied (leader now {leader or 'unknown'})"))
+            self._proposals.clear()
+            for _deadline, fut in self._reads.values():
+                if not fut.done():
+                    fut.set_exception(NotLeader(leader, "leadership lost during a read"))
+            self._reads.clear()
+
+    async def _snapshot(self) -> None:
+        r = self.raw.raft
+        if r.pending_snapshot is not None or r.log.applied != self.sm.applied_index:
+            return
+        snap = self.raw.create_snapshot(self.sm.snapshot(), keep_entries=self.cfg.snapshot_keep)
+        await asyncio.to_thread(self.storage.save_snapshot, snap)
+        self._last_snapshot = snap.metadata.index
+        log.info("snapshot", extra={"node": self.raw.id, "index": snap.metadata.index})
+
+    def _fail_all(self, exc: Exception) -> None:
+        for p in self._proposals.values():
+            if not p.future.done():
+                p.future.set_exception(exc)
+        self._proposals.clear()
+        while self._inbox:
+            _kind, _arg, fut = self._inbox.popleft()
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+        for fut in [*(f for _, f in self._reads.values()), *(f for _, f in self._read_waits)]:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._reads.clear()
+        self._read_waits = []
+
+
+def seeded_rng(node_id: int) -> random.Random:
+    """The core's randomness (election timeouts): seeded from the OS, distinct per process."""
+    return random.Random(random.SystemRandom().getrandbits(64) ^ node_id)
