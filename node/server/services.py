@@ -1,0 +1,484 @@
+"""The client-facing gRPC services (``grpc.aio``): ``KV``, ``Session`` and ``Cluster``.
+
+Every handler is a thin adapter over the :class:`Driver` and the codec (:mod:`.codec`):
+
+- **writes** (Put, DeleteRange, a Txn with a put or delete in either branch, Compact, every Session
+  call) become a :class:`Command` stamped with this node's wall clock in ms (the state machine's
+  clock is the max of the stamps it applied, so a slow clock on a new leader is harmless), are
+  proposed with :meth:`Driver.propose` and answered with the state machine's response. Only the
+  leader accepts them; a follower refuses with UNAVAILABLE and names the leader in the trailing
+  metadata (see below), so the client redirects.
+- **reads** (Range, a Txn without writes) are served from the local state machine, by followers as
+  well. A Range with ``serializable`` is answered at once (maybe stale); any other read first waits
+  for :meth:`Driver.read_barrier` (ReadIndex, thesis 6.4; a follower's request is forwarded to the
+  leader by the core), which makes it linearizable. A Txn is always linearizable.
+
+Errors are mapped to gRPC statuses in one place, :func:`error_status`:
+
+==========================================  ======================  ==================================
+error                                       status                  trailing metadata
+==========================================  ======================  ==================================
+InvalidArgument, LimitExceeded              INVALID_ARGUMENT        ``coterie-error-bin``
+Compacted, FutureRevision                   OUT_OF_RANGE            ``coterie-error-bin``
+StaleRequest                                FAILED_PRECONDITION     ``coterie-error-bin``
+SessionExpired                              NOT_FOUND (kv.proto)    ``coterie-error-bin``
+NotLeader and other dropped proposals       UNAVAILABLE             ``coterie-leader-id``,
+                                                                    ``coterie-leader-addr``
+Overloaded                                  RESOURCE_EXHAUSTED
+OutcomeUnknown, ReadTimeout, Stopped        UNAVAILABLE
+==========================================  ======================  ==================================
+
+``coterie-error-bin`` holds a serialized :class:`kv_pb2.ErrorDetail`; ``coterie-leader-id`` the
+leader's member id (decimal) when known, and ``coterie-leader-addr`` its client address when
+:attr:`NodeInfo.members` knows it. The admin calls of ``Cluster`` answer a non-leader with
+FAILED_PRECONDITION instead, as ``cluster.proto`` documents, with the same leader metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc  # type: ignore[import-untyped]
+from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
+
+from ..raft import (
+    ConfChangeInProgress,
+    InvalidConfChange,
+    NotLeader,
+    ProposalDropped,
+    Role,
+)
+from ..raft.progress import ProgressState
+from ..statemachine import (
+    KVError,
+    LimitExceeded,
+    RangeRequest,
+    TxnRequest,
+    encode_command,
+)
+from .codec import (
+    ERROR_DETAIL_KEY,
+    PbRequest,
+    PbResponse,
+    command_from_pb,
+    error_to_pb,
+    request_from_pb,
+    response_to_pb,
+    status_code_for,
+)
+from .driver import Driver, OutcomeUnknown, Overloaded, ReadTimeout, Stopped
+
+__all__ = [
+    "LEADER_ADDR_KEY",
+    "LEADER_ID_KEY",
+    "MAX_RECEIVE_MESSAGE_LENGTH",
+    "ClusterService",
+    "KVService",
+    "MemberInfo",
+    "NodeInfo",
+    "SessionService",
+    "add_services",
+    "error_status",
+]
+
+log = logging.getLogger("coterie.services")
+
+LEADER_ID_KEY = "coterie-leader-id"
+"""Trailing metadata key: the id of the leader (decimal), on a refusal by a non-leader."""
+LEADER_ADDR_KEY = "coterie-leader-addr"
+"""Trailing metadata key: the leader's client address (host:port), when this node knows it."""
+
+MAX_RECEIVE_MESSAGE_LENGTH = 2 * 1024 * 1024 + 64 * 1024
+"""The ``grpc.max_receive_message_length`` the server is created with: 2 MiB for the payload (a
+1 MiB value, ``Limits.max_value_bytes``, fits with room to spare; the sum of a txn's values is bounded
+by this) plus 64 KiB of slack for keys and framing. Larger requests fail with RESOURCE_EXHAUSTED
+before reaching a handler."""
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+_T = TypeVar("_T")
+_SC = grpc.StatusCode
+
+
+# ================================================================================ node description
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """What this node knows about a cluster member beyond its Raft id."""
+
+    id: int
+    name: str = ""
+    peer_addr: str = ""
+    """host:port of its RaftPeer service."""
+    client_addr: str = ""
+    """host:port of its KV, Session and Cluster services."""
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    """The identity of the node the services run on, and the address book of its cluster.
+
+    ``members`` maps member id to :class:`MemberInfo` (this node included, or not: it is added from
+    the other fields when missing). Which members *are* in the configuration comes from the Raft
+    core; this map only names them.
+    """
+
+    id: int
+    name: str = ""
+    cluster_id: str = ""
+    client_addr: str = ""
+    peer_addr: str = ""
+    members: dict[int, MemberInfo] = field(default_factory=dict)
+
+    def member(self, member_id: int) -> MemberInfo:
+        """The address book entry of ``member_id`` (an empty one if unknown)."""
+        m = self.members.get(member_id)
+        if m is not None:
+            return m
+        if member_id == self.id:
+            return MemberInfo(self.id, self.name, self.peer_addr, self.client_addr)
+        return MemberInfo(member_id)
+
+
+# ================================================================================ error mapping
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes" if n != 1 else "1 byte"
+
+
+def _leader_metadata(leader: int, info: NodeInfo) -> Metadata:
+    if not leader or leader == info.id:
+        return ()
+    addr = info.member(leader).client_addr
+    md: Metadata = ((LEADER_ID_KEY, str(leader)),)
+    return (*md, (LEADER_ADDR_KEY, addr)) if addr else md
+
+
+def error_status(
+    exc: BaseException,
+    info: NodeInfo,
+    *,
+    leader: int = 0,
+    not_leader: grpc.StatusCode = _SC.UNAVAILABLE,
+) -> tuple[grpc.StatusCode, str, Metadata]:
+    """The gRPC status, details and trailing metadata of a failed call (see the module docstring).
+
+    ``leader`` is the driver's current leader, used when a refusal carries no hint; ``not_leader``
+    the status of a refusal by a non-leader (UNAVAILABLE for KV and Session, FAILED_PRECONDITION
+    for the admin calls of Cluster).
+    """
+    if isinstance(exc, KVError):
+        message = exc.message
+        if isinstance(exc, LimitExceeded) and exc.limit.endswith("_bytes"):
+            message = f"{message} ({_human_bytes(exc.maximum)})"
+        detail = error_to_pb(exc)
+        return status_code_for(exc), message, ((ERROR_DETAIL_KEY, detail.SerializeToString()),)
+    if isinstance(exc, NotLeader):
+        who = exc.leader_hint or leader
+        msg = f"not the leader; retry on member {who}" if who else "not the leader; no leader known"
+        return not_leader, msg, _leader_metadata(who, info)
+    if isinstance(exc, InvalidConfChange):
+        return _SC.INVALID_ARGUMENT, str(exc), ()
+    if isinstance(exc, ConfChangeInProgress):
+        return _SC.FAILED_PRECONDITION, str(exc), ()
+    if isinstance(exc, ProposalDropped):  # transfer in progress, not a member, ...: retry later
+        return _SC.UNAVAILABLE, str(exc), _leader_metadata(exc.leader_hint or leader, info)
+    if isinstance(exc, Overloaded):
+        return _SC.RESOURCE_EXHAUSTED, f"overloaded: {exc}; back off and retry", ()
+    if isinstance(exc, OutcomeUnknown):
+        return (
+            _SC.UNAVAILABLE,
+            f"outcome unknown: the write may or may not have been applied ({exc}); "
+            "only a retry with the same session seq is safe",
+            _leader_metadata(leader, info),
+        )
+    if isinstance(exc, ReadTimeout):
+        return _SC.UNAVAILABLE, f"read timed out, safe to retry: {exc}", _leader_metadata(leader, info)
+    if isinstance(exc, Stopped):
+        return _SC.UNAVAILABLE, f"member {info.id} is shutting down", ()
+    log.error("unexpected error in a gRPC handler", exc_info=exc)
+    return _SC.INTERNAL, f"internal error: {type(exc).__name__}: {exc}", ()
+
+
+# ================================================================================ services
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _txn_is_read_only(req: TxnRequest) -> bool:
+    return all(isinstance(op, RangeRequest) for op in (*req.success, *req.failure))
+
+
+class _Service:
+    not_leader_status: grpc.StatusCode = _SC.UNAVAILABLE
+
+    def __init__(self, driver: Driver, node_info: NodeInfo) -> None:
+        self.driver = driver
+        self.info = node_info
+
+    async def _run(self, context: Any, work: Awaitable[_T]) -> _T:
+        """Await ``work``; on failure abort the call with the status of :func:`error_status`."""
+        try:
+            return await work
+        except Exception as exc:
+            code, details, md = error_status(
+                exc, self.info, leader=self.driver.leader, not_leader=self.not_leader_status
+            )
+        await context.abort(code, details, trailing_metadata=md)
+        raise AssertionError("unreachable: context.abort raises")
+
+    def _response_header(self, revision: int) -> kv_pb2.ResponseHeader:
+        return kv_pb2.ResponseHeader(
+            cluster_id=self.info.cluster_id,
+            member_id=self.info.id,
+            revision=revision,
+            raft_term=self.driver.status().term,
+        )
+
+    async def _propose(self, request: PbRequest) -> PbResponse:
+        cmd = command_from_pb(request, timestamp=_now_ms())
+        data = encode_command(
+            cmd.request, timestamp=cmd.timestamp, session_id=cmd.session_id, seq=cmd.seq
+        )
+        resp = await self.driver.propose(data)
+        return response_to_pb(
+            cmd.request,
+            resp,
+            cluster_id=self.info.cluster_id,
+            member_id=self.info.id,
+            raft_term=self.driver.status().term,
+            ttl_ms=self.driver.sm.sessions.ttl,
+        )
+
+
+class KVService(_Service):
+    """``coterie.v1.KV``: Range, Put, DeleteRange, Txn, Compact (Watch is not served yet)."""
+
+    async def Range(self, request: kv_pb2.RangeRequest, context: Any) -> kv_pb2.RangeResponse:  # noqa: N802
+        return await self._run(context, self._range(request))
+
+    async def _range(self, request: kv_pb2.RangeRequest) -> PbResponse:
+        req = request_from_pb(request)
+        assert isinstance(req, RangeRequest)
+        if not request.serializable:
+            await self.driver.read_barrier()
+        resp = self.driver.sm.kv.range(
+            req.key,
+            req.range_end,
+            limit=req.limit,
+            revision=req.revision,
+            count_only=req.count_only,
+            keys_only=req.keys_only,
+        )
+        return self._local_response(req, resp)
+
+    async def Put(self, request: kv_pb2.PutRequest, context: Any) -> kv_pb2.PutResponse:  # noqa: N802
+        return await self._run(context, self._propose(request))
+
+    async def DeleteRange(  # noqa: N802
+        self, request: kv_pb2.DeleteRangeRequest, context: Any
+    ) -> kv_pb2.DeleteRangeResponse:
+        return await self._run(context, self._propose(request))
+
+    async def Txn(self, request: kv_pb2.TxnRequest, context: Any) -> kv_pb2.TxnResponse:  # noqa: N802
+        return await self._run(context, self._txn(request))
+
+    async def _txn(self, request: kv_pb2.TxnRequest) -> PbResponse:
+        req = request_from_pb(request)
+        assert isinstance(req, TxnRequest)
+        if not _txn_is_read_only(req):
+            return await self._propose(request)
+        # Only ranges: evaluating it on the local store after a read barrier changes nothing and is
+        # linearizable, so it need not go through the log.
+        await self.driver.read_barrier()
+        return self._local_response(req, self.driver.sm.kv.execute_txn(req))
+
+    async def Compact(  # noqa: N802
+        self, request: kv_pb2.CompactionRequest, context: Any
+    ) -> kv_pb2.CompactionResponse:
+        return await self._run(context, self._propose(request))
+
+    async def Watch(self, request_iterator: Any, context: Any) -> None:  # noqa: N802
+        await context.abort(_SC.UNIMPLEMENTED, "KV.Watch is not implemented by this server yet")
+
+    def _local_response(self, req: RangeRequest | TxnRequest, resp: Any) -> PbResponse:
+        return response_to_pb(
+            req,
+            resp,
+            cluster_id=self.info.cluster_id,
+            member_id=self.info.id,
+            raft_term=self.driver.status().term,
+        )
+
+
+class SessionService(_Service):
+    """``coterie.v1.Session``: Open, KeepAlive, Close; each one is a write through the log."""
+
+    async def Open(  # noqa: N802
+        self, request: kv_pb2.SessionOpenRequest, context: Any
+    ) -> kv_pb2.SessionOpenResponse:
+        return await self._run(context, self._propose(request))
+
+    async def KeepAlive(  # noqa: N802
+        self, request: kv_pb2.SessionKeepAliveRequest, context: Any
+    ) -> kv_pb2.SessionKeepAliveResponse:
+        return await self._run(context, self._propose(request))
+
+    async def Close(  # noqa: N802
+        self, request: kv_pb2.SessionCloseRequest, context: Any
+    ) -> kv_pb2.SessionCloseResponse:
+        return await self._run(context, self._propose(request))
+
+
+class ClusterService(_Service):
+    """``coterie.v1.Cluster``: Status, MemberList and TransferLeader; membership changes are not
+    served yet (UNIMPLEMENTED)."""
+
+    not_leader_status = _SC.FAILED_PRECONDITION
+
+    def __init__(self, driver: Driver, node_info: NodeInfo, *, transfer_timeout: float = 5.0) -> None:
+        super().__init__(driver, node_info)
+        self.transfer_timeout = transfer_timeout
+        """Longest wait for a transfer to complete when the call has no shorter deadline."""
+
+    async def Status(  # noqa: N802
+        self, request: cluster_pb2.StatusRequest, context: Any
+    ) -> cluster_pb2.StatusResponse:
+        st = self.driver.status()
+        resp = cluster_pb2.StatusResponse(
+            header=kv_pb2.ResponseHeader(
+                cluster_id=self.info.cluster_id,
+                member_id=self.info.id,
+                revision=self.driver.sm.revision,
+                raft_term=st.term,
+            ),
+            member_id=st.id,
+            name=self.info.name,
+            role=int(st.role),
+            term=st.term,
+            leader_id=st.leader,
+            commit_index=st.commit,
+            applied_index=st.applied,
+            first_index=st.first_index,
+            last_index=st.last_index,
+            lead_transferee=st.lead_transferee,
+            # The driver does not track contact times yet: "never" on a follower, 0 on the leader.
+            leader_contact_seconds=0.0 if st.role == Role.LEADER else -1.0,
+        )
+        for pid in sorted(st.peers):
+            p = st.peers[pid]
+            resp.progress.add(
+                id=pid,
+                match=p.match,
+                next=p.next,
+                state=int(ProgressState[p.state]),
+                is_learner=p.learner,
+                recent_active=p.recent_active,
+                last_contact_seconds=0.0 if pid == st.id else -1.0,
+            )
+        return resp
+
+    async def MemberList(  # noqa: N802
+        self, request: cluster_pb2.MemberListRequest, context: Any
+    ) -> cluster_pb2.MemberListResponse:
+        return await self._run(context, self._member_list(request))
+
+    async def _member_list(self, request: cluster_pb2.MemberListRequest) -> cluster_pb2.MemberListResponse:
+        if request.linearizable:
+            await self.driver.read_barrier()
+        return cluster_pb2.MemberListResponse(
+            header=self._response_header(self.driver.sm.revision), members=self._members()
+        )
+
+    def _members(self) -> list[cluster_pb2.Member]:
+        cs = self.driver.status().conf_state
+        learners = set(cs.learners)
+        out = []
+        for mid in sorted({*cs.voters, *learners}):
+            m = self.info.member(mid)
+            out.append(
+                cluster_pb2.Member(
+                    id=mid,
+                    name=m.name,
+                    peer_addr=m.peer_addr,
+                    client_addr=m.client_addr,
+                    is_learner=mid in learners,
+                )
+            )
+        return out
+
+    async def MemberAdd(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._unimplemented(context, "MemberAdd")
+
+    async def MemberRemove(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._unimplemented(context, "MemberRemove")
+
+    async def MemberPromote(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._unimplemented(context, "MemberPromote")
+
+    @staticmethod
+    async def _unimplemented(context: Any, name: str) -> None:
+        await context.abort(
+            _SC.UNIMPLEMENTED,
+            f"Cluster.{name}: membership changes are not served over gRPC yet; "
+            "configure the members at bootstrap",
+        )
+
+    async def TransferLeader(  # noqa: N802
+        self, request: cluster_pb2.TransferLeaderRequest, context: Any
+    ) -> cluster_pb2.TransferLeaderResponse:
+        target = request.target
+        try:
+            if not (target == self.info.id and self.driver.role == Role.LEADER):
+                await self.driver.transfer_leader(target)
+        except Exception as exc:
+            code, details, md = error_status(
+                exc, self.info, leader=self.driver.leader, not_leader=self.not_leader_status
+            )
+            await context.abort(code, details, trailing_metadata=md)
+        remaining = context.time_remaining()
+        timeout = self.transfer_timeout if remaining is None else min(remaining, self.transfer_timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        step = self.driver.cfg.tick_interval
+        while self.driver.leader != target:
+            st = self.driver.status()
+            if st.role == Role.LEADER and st.lead_transferee != target:
+                await context.abort(
+                    _SC.ABORTED, f"transfer to {target} was abandoned; member {st.id} still leads"
+                )
+            if loop.time() >= deadline:
+                await context.abort(
+                    _SC.DEADLINE_EXCEEDED,
+                    f"member {target} did not take over within {timeout:.1f} s "
+                    f"(leader now {self.driver.leader or 'unknown'})",
+                )
+            await asyncio.sleep(step)
+        return cluster_pb2.TransferLeaderResponse(
+            header=self._response_header(self.driver.sm.revision), leader_id=target
+        )
+
+
+def add_services(server: grpc.aio.Server, driver: Driver, node_info: NodeInfo) -> None:
+    """Register the ``KV``, ``Session`` and ``Cluster`` services of ``driver`` on ``server``.
+
+    The caller creates the server with ``("grpc.max_receive_message_length",
+    MAX_RECEIVE_MESSAGE_LENGTH)`` (2 MiB + 64 KiB of slack): a request larger than that is refused
+    by gRPC with RESOURCE_EXHAUSTED before any handler runs, while anything smaller reaches the state
+    machine's own limits (4 KiB keys, 1 MiB values, 128 txn ops), which answer INVALID_ARGUMENT
+    naming the limit.
+    """
+    kv_pb2_grpc.add_KVServicer_to_server(KVService(driver, node_info), server)
+    kv_pb2_grpc.add_SessionServicer_to_server(SessionService(driver, node_info), server)
+    cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(driver, node_info), server)
