@@ -1,1 +1,52 @@
-"""The coterie client library (arrives with the running-cluster work)."""
+"""The coterie client library: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio), with
+the same surface, typed results (:mod:`.types`) and typed errors (:mod:`.errors`)."""
+
+from .aio import AsyncClient
+from .errors import (
+    Compacted,
+    CoterieError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotLeader,
+    OutcomeUnknown,
+    ResourceExhausted,
+    SessionExpired,
+    Unavailable,
+)
+from .sync import Client
+from .types import (
+    ClusterStatus,
+    Compare,
+    DeleteResult,
+    KeyValue,
+    MemberStatus,
+    Op,
+    PutResult,
+    RangeResult,
+    TxnResult,
+)
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClusterStatus",
+    "Compacted",
+    "Compare",
+    "CoterieError",
+    "DeadlineExceeded",
+    "DeleteResult",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "KeyValue",
+    "MemberStatus",
+    "NotLeader",
+    "Op",
+    "OutcomeUnknown",
+    "PutResult",
+    "RangeResult",
+    "ResourceExhausted",
+    "SessionExpired",
+    "TxnResult",
+    "Unavailable",
+]

@@ -1,0 +1,433 @@
+"""What :class:`coterie.client.Client` and :class:`coterie.client.AsyncClient` share: endpoint
+parsing, request building and response conversion, THE mapping of gRPC failures to
+:mod:`coterie.client.errors`, leader tracking with a circuit breaker per endpoint, back-off and the
+exactly-once session state. No I/O happens here; the two clients only add the transport and the
+retry loop around :class:`Router`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+from coterie.v1 import cluster_pb2, kv_pb2
+
+from .errors import (
+    Compacted,
+    CoterieError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotLeader,
+    OutcomeUnknown,
+    ResourceExhausted,
+    SessionExpired,
+    Unavailable,
+)
+from .types import (
+    ClusterStatus,
+    Compare,
+    DeleteResult,
+    KeyValue,
+    MemberStatus,
+    Op,
+    OpResult,
+    PutResult,
+    RangeResult,
+    TxnResult,
+)
+
+LEADER_ID_KEY = "coterie-leader-id"
+LEADER_ADDR_KEY = "coterie-leader-addr"
+ERROR_DETAIL_KEY = "coterie-error-bin"
+
+# ErrorDetail.code values (kv.proto).
+_INVALID, _LIMIT, _COMPACTED, _FUTURE, _STALE, _EXPIRED = 1, 2, 3, 4, 5, 6
+
+DEFAULT_TIMEOUT = 10.0
+MAX_ATTEMPTS = 200
+"""A hard bound on the attempts of one call, besides its deadline."""
+
+
+def parse_endpoints(endpoints: str | Iterable[str]) -> list[str]:
+    """``"h:p,h:p"`` or a list of ``"h:p"`` as a list without duplicates; at least one."""
+    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+    out: list[str] = []
+    for e in items:
+        e = e.strip()
+        if e.startswith("http://"):
+            e = e[len("http://"):]
+        if e and e not in out:
+            out.append(e)
+    if not out:
+        raise ValueError("no endpoint given: expected 'host:port[,host:port...]'")
+    return out
+
+
+# ============================================================================== error mapping
+
+
+def _metadata(md: Any) -> dict[str, str | bytes]:
+    out: dict[str, str | bytes] = {}
+    for item in md or ():
+        k, v = item if isinstance(item, tuple) else (item.key, item.value)
+        out[k] = v
+    return out
+
+
+def map_rpc_error(exc: Any, *, endpoint: str, write: bool, idempotent: bool) -> CoterieError:
+    """THE mapping of a failed gRPC call (``grpc.RpcError`` or ``grpc.aio.AioRpcError``) to a typed
+    error. ``write``: the call may change state; ``idempotent``: it carries a session seq (or is a
+    read), so sending it again is safe."""
+    code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if callable(getattr(exc, "details", None)) else "") or str(code)
+    try:
+        md = _metadata(exc.trailing_metadata())
+    except Exception:
+        md = {}
+    name = code.name if code is not None else "UNKNOWN"
+    kw: dict[str, Any] = {"code": name, "endpoint": endpoint}
+    detail = kv_pb2.ErrorDetail()
+    raw = md.get(ERROR_DETAIL_KEY)
+    if isinstance(raw, bytes):
+        try:
+            detail.ParseFromString(raw)
+        except Exception:
+            detail = kv_pb2.ErrorDetail()
+    leader_id = 0
+    leader_raw = md.get(LEADER_ID_KEY)
+    if leader_raw:
+        try:
+            leader_id = int(leader_raw)
+        except ValueError:
+            leader_id = 0
+    leader_addr_raw = md.get(LEADER_ADDR_KEY, "")
+    leader_addr = leader_addr_raw.decode() if isinstance(leader_addr_raw, bytes) else leader_addr_raw
+    SC = grpc.StatusCode  # noqa: N806
+    if code == SC.INVALID_ARGUMENT:
+        return InvalidArgument(f"invalid request: {details}", **kw)
+    if code == SC.OUT_OF_RANGE:
+        if detail.code == _COMPACTED:
+            return Compacted(
+                f"revision {detail.requested_revision} is compacted; the oldest readable revision "
+                f"is {detail.compact_revision}",
+                compact_revision=detail.compact_revision,
+                requested_revision=detail.requested_revision,
+                **kw,
+            )
+        return InvalidArgument(f"revision out of range: {details}", **kw)
+    if code == SC.NOT_FOUND and detail.code == _EXPIRED:
+        return SessionExpired(f"session {detail.session_id} expired or is unknown: {details}", **kw)
+    if code == SC.FAILED_PRECONDITION:
+        if leader_id or leader_addr:
+            return NotLeader(f"not the leader: {details}", leader_id=leader_id, leader_addr=leader_addr, **kw)
+        return FailedPrecondition(f"failed precondition: {details}", **kw)
+    if code == SC.RESOURCE_EXHAUSTED:
+        overloaded = "overload" in details.lower()
+        what = "server overloaded" if overloaded else "request or response too large"
+        return ResourceExhausted(f"{what}: {details}", retriable=overloaded, **kw)
+    if code == SC.UNAVAILABLE:
+        if details.startswith("outcome unknown"):
+            return OutcomeUnknown(
+                f"the write may or may not have been applied: {details}", retriable=idempotent, **kw
+            )
+        if leader_id or leader_addr or details.startswith("not the leader"):
+            return NotLeader(f"not the leader: {details}", leader_id=leader_id, leader_addr=leader_addr, **kw)
+        return Unavailable(f"member unavailable: {details}", **kw)
+    if code == SC.DEADLINE_EXCEEDED:
+        if write:
+            return OutcomeUnknown(
+                f"the attempt timed out; the write may or may not have been applied: {details}",
+                retriable=idempotent,
+                **kw,
+            )
+        return Unavailable(f"the attempt timed out: {details}", **kw)
+    return CoterieError(f"call failed with {name}: {details}", retriable=False, **kw)
+
+
+def deadline_error(timeout: float, attempts: int, last: CoterieError | None, *, write: bool,
+                   maybe_applied: bool) -> DeadlineExceeded:
+    why = f"; last error: {last.message}" if last is not None else ""
+    if write and maybe_applied:
+        msg = (f"the write did not complete within {timeout:.1f} s ({attempts} attempts) and may or "
+               "may not have been applied; a new call is safe only if the write is idempotent")
+        return DeadlineExceeded(msg + why, retriable=False, last_error=last)
+    what = "write (not applied)" if write else "call"
+    return DeadlineExceeded(f"the {what} did not complete within {timeout:.1f} s ({attempts} attempts)"
+                            + why, retriable=True, last_error=last)
+
+
+# ============================================================================== leader tracking
+
+
+@dataclass(slots=True)
+class Breaker:
+    """Opens after ``threshold`` consecutive transport failures; skipped until ``open_until``."""
+
+    failures: int = 0
+    open_until: float = 0.0
+
+
+class Router:
+    """Which endpoint to try next: the known leader, else the next healthy endpoint in turn.
+
+    Thread-safe for the sync client (one lock, held only for bookkeeping)."""
+
+    def __init__(self, endpoints: list[str], *, threshold: int = 3, cooldown: float = 2.0) -> None:
+        self.endpoints = list(endpoints)
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.leader: str | None = None
+        self.ids: dict[int, str] = {}
+        self.breakers: dict[str, Breaker] = {e: Breaker() for e in endpoints}
+        self._cursor = 0
+        self._lock = threading.Lock()
+
+    def _usable(self, ep: str, now: float) -> bool:
+        return self.breakers[ep].open_until <= now
+
+    def pick(self) -> str:
+        now = time.monotonic()
+        with self._lock:
+            if self.leader is not None and self._usable(self.leader, now):
+                return self.leader
+            n = len(self.endpoints)
+            for i in range(n):
+                ep = self.endpoints[(self._cursor + i) % n]
+                if self._usable(ep, now):
+                    self._cursor = (self._cursor + i + 1) % n
+                    return ep
+            # Every breaker is open: the one that closes first.
+            return min(self.endpoints, key=lambda e: self.breakers[e].open_until)
+
+    def success(self, ep: str) -> None:
+        with self._lock:
+            self.breakers[ep].failures = 0
+            self.breakers[ep].open_until = 0.0
+
+    def failure(self, ep: str, err: CoterieError) -> bool:
+        """Record a failure of ``ep``; True if the leader is now known to be elsewhere and the next
+        attempt may go at once (a redirect), False if the caller should back off (and rediscover)."""
+        with self._lock:
+            if isinstance(err, NotLeader):
+                self.breakers[ep].failures = 0
+                target = err.leader_addr or self.ids.get(err.leader_id, "")
+                if target and target != ep:
+                    if target not in self.breakers:
+                        self.endpoints.append(target)
+                        self.breakers[target] = Breaker()
+                    if err.leader_id:
+                        self.ids[err.leader_id] = target
+                    self.leader = target
+                    return True
+                if self.leader == ep:
+                    self.leader = None
+                return False
+            if isinstance(err, Unavailable | OutcomeUnknown):
+                b = self.breakers[ep]
+                b.failures += 1
+                if b.failures >= self.threshold:
+                    b.open_until = time.monotonic() + self.cooldown
+                if self.leader == ep:
+                    self.leader = None
+            return False
+
+    def needs_discovery(self) -> bool:
+        return self.leader is None
+
+    def learn(self, statuses: Sequence[MemberStatus]) -> None:
+        """Update the id map and the leader from Status answers."""
+        with self._lock:
+            leader_id = 0
+            for st in statuses:
+                if st.error is None and st.member_id:
+                    self.ids[st.member_id] = st.endpoint
+                    if st.role == "leader":
+                        self.leader = st.endpoint
+                        return
+                    leader_id = leader_id or st.leader_id
+            if leader_id and leader_id in self.ids:
+                self.leader = self.ids[leader_id]
+
+    def discovery_targets(self) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            live = [e for e in self.endpoints if self._usable(e, now)]
+            return live or list(self.endpoints)
+
+
+def backoff(attempt: int, *, base: float = 0.05, cap: float = 1.0) -> float:
+    """Exponential back-off with full jitter."""
+    return random.uniform(0.0, min(cap, base * (2 ** min(attempt, 16))))
+
+
+# ============================================================================== sessions
+
+
+@dataclass(slots=True)
+class SessionState:
+    """The exactly-once session (thesis 6.3): its id (0: none open) and the last seq handed out."""
+
+    session_id: int = 0
+    seq: int = 0
+    ttl_ms: int = 0
+
+    def opened(self, resp: Any) -> None:
+        self.session_id, self.seq, self.ttl_ms = resp.session_id, 0, resp.ttl_ms
+
+    def next_header(self) -> kv_pb2.RequestHeader:
+        self.seq += 1
+        return kv_pb2.RequestHeader(session_id=self.session_id, seq=self.seq)
+
+    def expire(self, session_id: int) -> None:
+        if self.session_id == session_id:
+            self.session_id, self.seq = 0, 0
+
+
+# ============================================================================== requests
+
+
+_ROLES = {cluster_pb2.ROLE_LEADER: "leader", cluster_pb2.ROLE_FOLLOWER: "follower",
+          cluster_pb2.ROLE_CANDIDATE: "candidate", cluster_pb2.ROLE_PRE_CANDIDATE: "pre-candidate"}
+_TARGETS = {"version": kv_pb2.Compare.VERSION, "create": kv_pb2.Compare.CREATE,
+            "mod": kv_pb2.Compare.MOD, "value": kv_pb2.Compare.VALUE, "lease": kv_pb2.Compare.LEASE}
+_TARGET_FIELDS = {"version": "version", "create": "create_revision", "mod": "mod_revision",
+                  "value": "value", "lease": "lease"}
+_RESULTS = {"==": kv_pb2.Compare.EQUAL, "!=": kv_pb2.Compare.NOT_EQUAL,
+            "<": kv_pb2.Compare.LESS, ">": kv_pb2.Compare.GREATER}
+
+
+def range_request(key: bytes, range_end: bytes = b"", *, limit: int = 0, revision: int = 0,
+                  serializable: bool = False, keys_only: bool = False) -> Any:
+    return kv_pb2.RangeRequest(key=key, range_end=range_end, limit=limit, revision=revision,
+                               serializable=serializable, keys_only=keys_only)
+
+
+def compare_to_pb(c: Compare) -> Any:
+    pb = kv_pb2.Compare(result=_RESULTS[c.result], target=_TARGETS[c.target], key=c.key,
+                        range_end=c.range_end)
+    setattr(pb, _TARGET_FIELDS[c.target], c.operand)
+    return pb
+
+
+def op_to_pb(op: Op) -> Any:
+    if op.kind == "get":
+        return kv_pb2.RequestOp(request_range=range_request(
+            op.key, op.range_end, limit=op.limit, revision=op.revision, keys_only=op.keys_only))
+    if op.kind == "put":
+        return kv_pb2.RequestOp(request_put=kv_pb2.PutRequest(
+            key=op.key, value=op.value, lease=op.lease, prev_kv=op.prev_kv))
+    return kv_pb2.RequestOp(request_delete_range=kv_pb2.DeleteRangeRequest(
+        key=op.key, range_end=op.range_end, prev_kv=op.prev_kv))
+
+
+def txn_request(compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> Any:
+    for c in compare:
+        if not isinstance(c, Compare):
+            raise TypeError(f"compare entries must be Compare (e.g. Compare.value(k) == v), not {c!r}")
+    return kv_pb2.TxnRequest(compare=[compare_to_pb(c) for c in compare],
+                             success=[op_to_pb(o) for o in success],
+                             failure=[op_to_pb(o) for o in failure])
+
+
+def txn_writes(success: Sequence[Op], failure: Sequence[Op]) -> bool:
+    return any(o.kind != "get" for o in (*success, *failure))
+
+
+# ============================================================================== responses
+
+
+def kv_from_pb(pb: Any) -> KeyValue:
+    return KeyValue(bytes(pb.key), bytes(pb.value), pb.create_revision, pb.mod_revision, pb.version,
+                    pb.lease)
+
+
+def range_from_pb(pb: Any) -> RangeResult:
+    return RangeResult(tuple(kv_from_pb(k) for k in pb.kvs), pb.more, pb.count, pb.header.revision)
+
+
+def put_from_pb(pb: Any) -> PutResult:
+    prev = kv_from_pb(pb.prev_kv) if pb.HasField("prev_kv") and pb.prev_kv.key else None
+    return PutResult(pb.header.revision, prev)
+
+
+def delete_from_pb(pb: Any) -> DeleteResult:
+    return DeleteResult(pb.deleted, tuple(kv_from_pb(k) for k in pb.prev_kvs), pb.header.revision)
+
+
+def txn_from_pb(pb: Any) -> TxnResult:
+    out: list[OpResult] = []
+    for r in pb.responses:
+        which = r.WhichOneof("response")
+        if which == "response_range":
+            out.append(range_from_pb(r.response_range))
+        elif which == "response_put":
+            out.append(put_from_pb(r.response_put))
+        else:
+            out.append(delete_from_pb(r.response_delete_range))
+    return TxnResult(pb.succeeded, tuple(out), pb.header.revision)
+
+
+def member_status(endpoint: str, pb: Any = None, error: str | None = None) -> MemberStatus:
+    if pb is None:
+        return MemberStatus(endpoint, error=error or "no answer")
+    return MemberStatus(endpoint, pb.member_id, pb.name, _ROLES.get(pb.role, str(pb.role)), pb.term,
+                        pb.leader_id, pb.commit_index, pb.applied_index, pb.header.revision)
+
+
+def cluster_status(members: Sequence[MemberStatus], ids: dict[int, str]) -> ClusterStatus:
+    leader_id = 0
+    for m in members:
+        if m.role == "leader":
+            leader_id = m.member_id
+            break
+    else:
+        votes = [m.leader_id for m in members if m.error is None and m.leader_id]
+        leader_id = max(set(votes), key=votes.count) if votes else 0
+    ids = {**ids, **{m.member_id: m.endpoint for m in members if m.member_id}}
+    return ClusterStatus(leader_id, ids.get(leader_id), tuple(members))
+
+
+@dataclass(slots=True)
+class CallState:
+    """The bookkeeping of one call's retry loop."""
+
+    timeout: float
+    write: bool
+    idempotent: bool
+    deadline: float = 0.0
+    attempts: int = 0
+    backoffs: int = 0
+    last: CoterieError | None = None
+    maybe_applied: bool = False
+    redirected: bool = False
+    """Whether the last attempt was a redirect to a hinted leader (two in a row back off instead)."""
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.timeout
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def attempt_timeout(self) -> float:
+        """Each attempt gets at most a third of the call's timeout (at least 1 s), so a hung member
+        leaves time to try another."""
+        return max(0.0, min(self.remaining(), max(1.0, self.timeout / 3)))
+
+    def exhausted(self) -> DeadlineExceeded | None:
+        if self.remaining() <= 0 or self.attempts >= MAX_ATTEMPTS:
+            return deadline_error(self.timeout, self.attempts, self.last, write=self.write,
+                                  maybe_applied=self.maybe_applied)
+        return None
+
+    def failed(self, err: CoterieError) -> None:
+        self.last = err
+        if isinstance(err, OutcomeUnknown) or (
+            self.write and isinstance(err, Unavailable) and "connect" not in err.message.lower()
+        ):
+            self.maybe_applied = True

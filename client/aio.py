@@ -1,0 +1,237 @@
+"""The asyncio client, on ``grpc.aio`` channels. See :class:`AsyncClient`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
+
+from . import _core
+from ._core import CallState, Router, SessionState, backoff, map_rpc_error
+from .errors import CoterieError, OutcomeUnknown, SessionExpired
+from .types import (
+    Bytesish,
+    ClusterStatus,
+    Compare,
+    KeyValue,
+    MemberStatus,
+    Op,
+    PutResult,
+    TxnResult,
+    prefix_end,
+    to_bytes,
+)
+
+__all__ = ["AsyncClient"]
+
+
+class _Stubs:
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.kv = kv_pb2_grpc.KVStub(channel)
+        self.session = kv_pb2_grpc.SessionStub(channel)
+        self.cluster = cluster_pb2_grpc.ClusterStub(channel)
+
+
+class AsyncClient:
+    """An asyncio coterie client: ``async with AsyncClient("h:p,h:p") as c: await c.put("k", b"v")``.
+
+    It finds the leader itself, retries retriable failures with exponential back-off and full jitter
+    within ``timeout`` seconds per call, skips an endpoint that keeps failing for ``breaker_cooldown``
+    seconds, and makes every write exactly-once through a lazily opened session (a write retried after
+    a timeout or a leader change is applied once). Writes are serialized (one session, one
+    outstanding seq); reads run concurrently. Use it from one event loop.
+    """
+
+    def __init__(self, endpoints: str | Iterable[str], *, timeout: float = _core.DEFAULT_TIMEOUT,
+                 breaker_threshold: int = 3, breaker_cooldown: float = 2.0) -> None:
+        self.endpoints = _core.parse_endpoints(endpoints)
+        self.timeout = timeout
+        self._router = Router(self.endpoints, threshold=breaker_threshold, cooldown=breaker_cooldown)
+        self._stubs: dict[str, _Stubs] = {}
+        self._session = SessionState()
+        self._write_lock: asyncio.Lock | None = None
+        self._closed = False
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session (best effort) and the channels."""
+        if self._closed:
+            return
+        sid = self._session.session_id
+        if sid:
+            self._session.expire(sid)
+            ep = self._router.leader or self.endpoints[0]
+            with contextlib.suppress(grpc.RpcError):  # otherwise it expires by itself
+                await self._get_stubs(ep).session.Close(kv_pb2.SessionCloseRequest(session_id=sid),
+                                                        timeout=1)
+        self._closed = True
+        for s in self._stubs.values():
+            await s.channel.close()
+        self._stubs.clear()
+
+    # ---------------------------------------------------------------------------------- KV
+
+    async def get(self, key: Bytesish, *, revision: int = 0, serializable: bool = False,
+            timeout: float | None = None) -> KeyValue | None:
+        """The current (or ``revision``'s) version of ``key``, or None."""
+        req = _core.range_request(to_bytes(key), revision=revision, serializable=serializable)
+        r = _core.range_from_pb(await self._invoke("kv", "Range", req, write=False, timeout=timeout))
+        return r.kvs[0] if r.kvs else None
+
+    async def get_range(self, start: Bytesish, end: Bytesish | None = None, *, limit: int = 0,
+                  revision: int = 0, serializable: bool = False, keys_only: bool = False,
+                  timeout: float | None = None) -> list[KeyValue]:
+        """Keys in ``[start, end)`` sorted (``end`` None: just ``start``; ``b"\\0"``: every key >= start)."""
+        req = _core.range_request(to_bytes(start), to_bytes(end, "end") if end else b"", limit=limit,
+                                  revision=revision, serializable=serializable, keys_only=keys_only)
+        resp = await self._invoke("kv", "Range", req, write=False, timeout=timeout)
+        return list(_core.range_from_pb(resp).kvs)
+
+    async def get_prefix(self, prefix: Bytesish, *, limit: int = 0, revision: int = 0,
+                   serializable: bool = False, keys_only: bool = False,
+                   timeout: float | None = None) -> list[KeyValue]:
+        """Every key starting with ``prefix``, sorted."""
+        p = to_bytes(prefix, "prefix")
+        return await self.get_range(p, prefix_end(p), limit=limit, revision=revision,
+                              serializable=serializable, keys_only=keys_only, timeout=timeout)
+
+    async def put(self, key: Bytesish, value: Bytesish, *, lease: int = 0, prev_kv: bool = True,
+            timeout: float | None = None) -> PutResult:
+        """Set ``key``; the new revision and the replaced version (``prev``, if ``prev_kv``)."""
+        req = kv_pb2.PutRequest(key=to_bytes(key), value=to_bytes(value, "value"), lease=lease,
+                                prev_kv=prev_kv)
+        return _core.put_from_pb(await self._write("kv", "Put", req, timeout))
+
+    async def delete(self, key: Bytesish, *, timeout: float | None = None) -> int:
+        """Delete ``key``; how many keys were deleted (0 or 1)."""
+        req = kv_pb2.DeleteRangeRequest(key=to_bytes(key))
+        return int((await self._write("kv", "DeleteRange", req, timeout)).deleted)
+
+    async def delete_range(self, start: Bytesish, end: Bytesish, *, timeout: float | None = None) -> int:
+        """Delete every key in ``[start, end)``; how many."""
+        req = kv_pb2.DeleteRangeRequest(key=to_bytes(start), range_end=to_bytes(end, "end"))
+        return int((await self._write("kv", "DeleteRange", req, timeout)).deleted)
+
+    async def delete_prefix(self, prefix: Bytesish, *, timeout: float | None = None) -> int:
+        """Delete every key starting with ``prefix``; how many."""
+        p = to_bytes(prefix, "prefix")
+        return await self.delete_range(p, prefix_end(p), timeout=timeout)
+
+    async def txn(self, compare: Sequence[Compare] = (), success: Sequence[Op] = (),
+            failure: Sequence[Op] = (), *, timeout: float | None = None) -> TxnResult:
+        """If every compare holds run ``success``, else ``failure``, atomically.
+        Unpacks as ``ok, results``."""
+        req = _core.txn_request(compare, success, failure)
+        if _core.txn_writes(success, failure):
+            return _core.txn_from_pb(await self._write("kv", "Txn", req, timeout))
+        return _core.txn_from_pb(await self._invoke("kv", "Txn", req, write=False, timeout=timeout))
+
+    async def compact(self, revision: int, *, timeout: float | None = None) -> int:
+        """Drop the history below ``revision``; the store's revision."""
+        resp = await self._write("kv", "Compact", kv_pb2.CompactionRequest(revision=revision), timeout)
+        return int(resp.header.revision)
+
+    async def status(self, *, timeout: float = 1.0) -> ClusterStatus:
+        """Every endpoint's view of itself (role, term, commit and applied index) and the leader."""
+        members = list(await asyncio.gather(
+            *(self._status_of(ep, timeout) for ep in self._router.discovery_targets())))
+        seen = {m.endpoint for m in members}
+        members += [_core.member_status(ep, error="skipped: circuit breaker open")
+                    for ep in self._router.endpoints if ep not in seen]
+        self._router.learn(members)
+        return _core.cluster_status(members, self._router.ids)
+
+    # ---------------------------------------------------------------------------------- internals
+
+    def _get_stubs(self, ep: str) -> _Stubs:
+        if self._closed:
+            raise CoterieError("the client is closed", retriable=False)
+        s = self._stubs.get(ep)
+        if s is None:
+            s = self._stubs[ep] = _Stubs(grpc.aio.insecure_channel(ep))
+        return s
+
+    async def _status_of(self, ep: str, timeout: float) -> MemberStatus:
+        try:
+            pb = await self._get_stubs(ep).cluster.Status(cluster_pb2.StatusRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            return _core.member_status(ep, error=str(map_rpc_error(exc, endpoint=ep, write=False,
+                                                                   idempotent=True)))
+        return _core.member_status(ep, pb)
+
+    async def _discover(self, call: CallState) -> None:
+        t = min(0.5, call.remaining())
+        if t > 0:
+            self._router.learn(await asyncio.gather(
+                *(self._status_of(ep, t) for ep in self._router.discovery_targets())))
+
+    async def _invoke(self, service: str, method: str, request: Any, *, write: bool, idempotent: bool = True,
+                timeout: float | None = None, call: CallState | None = None) -> Any:
+        """Send ``request`` as is (header included) until it succeeds, fails for good, or the
+        deadline passes; following leader hints and backing off between failures."""
+        if call is None:
+            call = CallState(self.timeout if timeout is None else timeout, write, idempotent)
+        while True:
+            exhausted = call.exhausted()
+            if exhausted is not None:
+                raise exhausted
+            if self._router.needs_discovery():
+                await self._discover(call)
+            ep = self._router.pick()
+            call.attempts += 1
+            try:
+                stub = getattr(self._get_stubs(ep), service)
+                resp = await getattr(stub, method)(request, timeout=call.attempt_timeout())
+            except grpc.aio.AioRpcError as exc:
+                err = map_rpc_error(exc, endpoint=ep, write=write, idempotent=idempotent)
+                call.failed(err)
+                if not err.retriable:
+                    raise err from None
+                redirect = self._router.failure(ep, err) and not call.redirected
+                call.redirected = redirect
+                if not redirect:
+                    await asyncio.sleep(max(0.0, min(backoff(call.backoffs), call.remaining())))
+                    call.backoffs += 1
+                continue
+            self._router.success(ep)
+            return resp
+
+    async def _ensure_session(self, call: CallState) -> None:
+        if self._session.session_id:
+            return
+        open_call = CallState(max(0.0, call.remaining()), True, True)
+        resp = await self._invoke("session", "Open", kv_pb2.SessionOpenRequest(), write=True, call=open_call)
+        self._session.opened(resp)
+
+    async def _write(self, service: str, method: str, request: Any, timeout: float | None) -> Any:
+        """A write, numbered in the client's session so that its retries apply it once."""
+        call = CallState(self.timeout if timeout is None else timeout, True, True)
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        async with self._write_lock:
+            for _ in range(3):
+                await self._ensure_session(call)
+                request.header.CopyFrom(self._session.next_header())
+                try:
+                    return await self._invoke(service, method, request, write=True, call=call)
+                except SessionExpired as exc:
+                    self._session.expire(request.header.session_id)
+                    if call.maybe_applied:
+                        raise OutcomeUnknown(
+                            f"the session expired while the write's outcome was unknown ({exc.message}); "
+                            "it may or may not have been applied", retriable=False) from exc
+            raise SessionExpired("the session kept expiring right after being opened", retriable=True)

@@ -1,0 +1,101 @@
+"""The errors the coterie client raises. Every one is a :class:`CoterieError`.
+
+``retriable`` says whether calling again is safe *and* may help: the client already retried retriable
+failures inside the call's deadline, so an error that escapes is either permanent (``retriable`` false)
+or a retriable failure that outlived the deadline. Each message says what happened and whether a retry
+is safe.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Compacted",
+    "CoterieError",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotLeader",
+    "OutcomeUnknown",
+    "ResourceExhausted",
+    "SessionExpired",
+    "Unavailable",
+]
+
+_SAFE = "safe to retry"
+_UNSAFE = "not safe to retry as is"
+
+
+class CoterieError(Exception):
+    """Base class. ``code`` is the gRPC status name (``""`` if none), ``endpoint`` the member that
+    answered (``""`` if none)."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None, code: str = "",
+                 endpoint: str = "") -> None:
+        if retriable is not None:
+            self.retriable = retriable
+        self.message = message
+        self.code = code
+        self.endpoint = endpoint
+        hint = _SAFE if self.retriable else _UNSAFE
+        where = f" (from {endpoint})" if endpoint else ""
+        super().__init__(f"{message}{where} [{hint}]")
+
+
+class NotLeader(CoterieError):
+    """The member asked is not the leader; ``leader_id`` / ``leader_addr`` name the leader if known."""
+
+    retriable = True
+
+    def __init__(self, message: str, *, leader_id: int = 0, leader_addr: str = "", code: str = "",
+                 endpoint: str = "") -> None:
+        self.leader_id = leader_id
+        self.leader_addr = leader_addr
+        super().__init__(message, code=code, endpoint=endpoint)
+
+
+class Unavailable(CoterieError):
+    """No member could be reached, or the member cannot serve now (no leader, shutting down)."""
+
+    retriable = True
+
+
+class InvalidArgument(CoterieError):
+    """The request is malformed or breaks a limit (e.g. a key over 4 KiB); retrying fails the same way."""
+
+
+class Compacted(CoterieError):
+    """The requested revision was compacted; ``compact_revision`` is the oldest still readable."""
+
+    def __init__(self, message: str, *, compact_revision: int = 0, requested_revision: int = 0,
+                 code: str = "", endpoint: str = "") -> None:
+        self.compact_revision = compact_revision
+        self.requested_revision = requested_revision
+        super().__init__(message, code=code, endpoint=endpoint)
+
+
+class OutcomeUnknown(CoterieError):
+    """A write may or may not have been applied. Inside a call, the client retries it with the same
+    session sequence number (applied at most once); escaping a call, a blind retry may apply twice."""
+
+
+class DeadlineExceeded(CoterieError):
+    """The call did not complete within its deadline; ``last_error`` is the last failure seen."""
+
+    def __init__(self, message: str, *, retriable: bool, last_error: CoterieError | None = None,
+                 code: str = "", endpoint: str = "") -> None:
+        self.last_error = last_error
+        super().__init__(message, retriable=retriable, code=code, endpoint=endpoint)
+
+
+class ResourceExhausted(CoterieError):
+    """The server is overloaded (retriable, after a back-off) or the request is too large (not)."""
+
+
+class FailedPrecondition(CoterieError):
+    """The request conflicts with the server's state (e.g. a stale session sequence number)."""
+
+
+class SessionExpired(FailedPrecondition):
+    """The client's session is unknown to the cluster (expired when idle, or closed)."""
