@@ -125,6 +125,10 @@ class Driver:
         self._last_snapshot = sm.applied_index
         self.role = Role.FOLLOWER
         self.leader = 0
+        self.on_applied: list[Callable[[], None]] = []
+        """Callbacks run (on the loop, in order) after a Ready's snapshot or committed entries were
+        applied, i.e. whenever ``sm`` may have advanced (watches subscribe here). They must be quick,
+        must not raise, and may remove themselves from the list."""
 
     # ---------------------------------------------------------------- API for handlers
     def deliver(self, m: Message) -> None:
@@ -273,6 +277,9 @@ class Driver:
                 self._read_waits.append((rs.index, pending[1]))
         self.raw.advance(rd)
         applied = self.sm.applied_index
+        if rd.snapshot is not None or rd.committed_entries:
+            for notify in list(self.on_applied):
+                notify()
         if self._read_waits:
             still = []
             for index, fut in self._read_waits:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -72,6 +72,7 @@ from .codec import (
     status_code_for,
 )
 from .driver import Driver, OutcomeUnknown, Overloaded, ReadTimeout, Stopped
+from .watch import WatchStream
 
 __all__ = [
     "LEADER_ADDR_KEY",
@@ -263,7 +264,7 @@ class _Service:
 
 
 class KVService(_Service):
-    """``coterie.v1.KV``: Range, Put, DeleteRange, Txn, Compact (Watch is not served yet)."""
+    """``coterie.v1.KV``: Range, Put, DeleteRange, Txn, Compact and Watch (:mod:`.watch`)."""
 
     async def Range(self, request: kv_pb2.RangeRequest, context: Any) -> kv_pb2.RangeResponse:  # noqa: N802
         return await self._run(context, self._range(request))
@@ -309,8 +310,19 @@ class KVService(_Service):
     ) -> kv_pb2.CompactionResponse:
         return await self._run(context, self._propose(request))
 
-    async def Watch(self, request_iterator: Any, context: Any) -> None:  # noqa: N802
-        await context.abort(_SC.UNIMPLEMENTED, "KV.Watch is not implemented by this server yet")
+    async def Watch(  # noqa: N802
+        self, request_iterator: Any, context: Any
+    ) -> AsyncIterator[kv_pb2.WatchResponse]:
+        """Bidirectional watch stream; see :mod:`.watch` for the semantics (exactly once, in
+        revision order, served by followers too from their applied state). A malformed request
+        ends the call with the status of :func:`error_status` (INVALID_ARGUMENT)."""
+        stream = WatchStream(self.driver, cluster_id=self.info.cluster_id, member_id=self.info.id)
+        try:
+            async for resp in stream.run(request_iterator):
+                yield resp
+        except Exception as exc:
+            code, details, md = error_status(exc, self.info, leader=self.driver.leader)
+            await context.abort(code, details, trailing_metadata=md)
 
     def _local_response(self, req: RangeRequest | TxnRequest, resp: Any) -> PbResponse:
         return response_to_pb(
