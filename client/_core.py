@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import grpc  # type: ignore[import-untyped]
 from coterie.v1 import cluster_pb2, kv_pb2
@@ -40,6 +40,7 @@ from .types import (
     PutResult,
     RangeResult,
     TxnResult,
+    WatchEvent,
 )
 
 LEADER_ID_KEY = "coterie-leader-id"
@@ -431,3 +432,55 @@ class CallState:
             self.write and isinstance(err, Unavailable) and "connect" not in err.message.lower()
         ):
             self.maybe_applied = True
+
+
+# ============================================================================== watches
+
+
+class WatchState:
+    """The client side of one resumable watch: what to (re-)create and which revisions were received.
+
+    ``received`` is the last revision whose events were handed to the caller's buffer; a re-created
+    watch starts at ``received + 1`` and events at or below it are dropped, so a reconnect to another
+    member yields no gaps and no duplicates."""
+
+    def __init__(self, key: bytes, range_end: bytes, start_revision: int, prev_kv: bool) -> None:
+        if start_revision < 0:
+            raise ValueError(f"start_revision must be >= 0, got {start_revision}")
+        self.key = key
+        self.range_end = range_end
+        self.prev_kv = prev_kv
+        self.received = start_revision - 1 if start_revision > 0 else -1
+        """-1: not known yet (a watch from "now" that has not been created)."""
+
+    def create_request(self) -> Any:
+        start = self.received + 1 if self.received >= 0 else 0
+        return kv_pb2.WatchRequest(create_request=kv_pb2.WatchCreateRequest(
+            key=self.key, range_end=self.range_end, start_revision=start, prev_kv=self.prev_kv))
+
+    def on_response(self, resp: Any, endpoint: str) -> list[WatchEvent]:
+        """The new events of ``resp`` (duplicates dropped); raises :class:`Compacted` or a
+        :class:`CoterieError` if the server canceled the watch."""
+        if resp.created and self.received < 0:
+            self.received = resp.header.revision  # a watch from "now" starts after this revision
+        if resp.canceled:
+            if resp.compact_revision:
+                start = self.received + 1
+                raise Compacted(
+                    f"the watch cannot start at revision {start}: it is compacted; the oldest "
+                    f"watchable revision is {resp.compact_revision}",
+                    compact_revision=resp.compact_revision, requested_revision=start,
+                    code="OUT_OF_RANGE", endpoint=endpoint)
+            raise InvalidArgument(f"the server canceled the watch: {resp.cancel_reason or 'no reason'}",
+                                  endpoint=endpoint)
+        out: list[WatchEvent] = []
+        for ev in resp.events:
+            rev = ev.kv.mod_revision
+            if rev <= self.received:
+                continue
+            kind: Literal["PUT", "DELETE"] = "DELETE" if ev.type == kv_pb2.Event.DELETE else "PUT"
+            prev = kv_from_pb(ev.prev_kv) if ev.HasField("prev_kv") and ev.prev_kv.key else None
+            out.append(WatchEvent(kind, kv_from_pb(ev.kv), prev))
+        if out:
+            self.received = out[-1].kv.mod_revision
+        return out

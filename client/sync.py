@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -13,8 +15,8 @@ import grpc  # type: ignore[import-untyped]
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from . import _core
-from ._core import CallState, Router, SessionState, backoff, map_rpc_error
-from .errors import CoterieError, OutcomeUnknown, SessionExpired
+from ._core import CallState, Router, SessionState, WatchState, backoff, map_rpc_error
+from .errors import CoterieError, InvalidArgument, OutcomeUnknown, SessionExpired
 from .types import (
     Bytesish,
     ClusterStatus,
@@ -24,11 +26,12 @@ from .types import (
     Op,
     PutResult,
     TxnResult,
+    WatchEvent,
     prefix_end,
     to_bytes,
 )
 
-__all__ = ["Client"]
+__all__ = ["Client", "Watch"]
 
 
 class _Stubs:
@@ -155,6 +158,24 @@ class Client:
         self._router.learn(members)
         return _core.cluster_status(members, self._router.ids)
 
+    # ---------------------------------------------------------------------------------- watches
+
+    def watch(self, key: Bytesish, range_end: Bytesish | None = None, *, start_revision: int = 0,
+              prev_kv: bool = False) -> Watch:
+        """Changes to ``key`` (or ``[key, range_end)``) from ``start_revision`` (0: from now on), as
+        an iterator of :class:`WatchEvent` in revision order. The watch is established when this
+        returns. It survives member failures (it resumes on another member with no gaps or
+        duplicates); a start below the compaction point raises :class:`Compacted` when iterated.
+        Close it with ``.close()`` or use it as a context manager."""
+        k = to_bytes(key)
+        end = to_bytes(range_end, "range_end") if range_end else b""
+        return Watch(self, WatchState(k, end, start_revision, prev_kv))
+
+    def watch_prefix(self, prefix: Bytesish, *, start_revision: int = 0, prev_kv: bool = False) -> Watch:
+        """:meth:`watch` of every key starting with ``prefix``."""
+        p = to_bytes(prefix, "prefix")
+        return self.watch(p, prefix_end(p), start_revision=start_revision, prev_kv=prev_kv)
+
     # ---------------------------------------------------------------------------------- internals
 
     def _get_stubs(self, ep: str) -> _Stubs:
@@ -233,3 +254,131 @@ class Client:
                             f"the session expired while the write's outcome was unknown ({exc.message}); "
                             "it may or may not have been applied", retriable=False) from exc
             raise SessionExpired("the session kept expiring right after being opened", retriable=True)
+
+
+_CLOSE = object()
+
+
+class Watch:
+    """An open watch: iterate it for :class:`WatchEvent`; ``close()`` (from any thread) ends the
+    iteration. ``endpoint`` is the member it currently streams from."""
+
+    def __init__(self, client: Client, state: WatchState) -> None:
+        self._client = client
+        self._state = state
+        self._buffer: deque[WatchEvent] = deque()
+        self._requests: queue.Queue[object] | None = None
+        self._call: Any = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self.endpoint = ""
+        try:
+            self._connect(avoid="")
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        if self._requests is not None:
+            self._requests.put(_CLOSE)
+            self._requests = None
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    @staticmethod
+    def _request_iter(q: queue.Queue[object], first: Any) -> Iterator[Any]:
+        yield first
+        while q.get() is not _CLOSE:
+            pass
+
+    def _connect(self, avoid: str) -> None:
+        """Open a stream on some member and (re-)create the watch there, until it is created or the
+        client's timeout passes."""
+        cl = self._client
+        call_state = CallState(cl.timeout, False, True)
+        while True:
+            exhausted = call_state.exhausted()
+            if exhausted is not None:
+                raise exhausted
+            ep = cl._router.pick()
+            if ep == avoid and len(cl._router.endpoints) > 1:
+                ep = cl._router.pick()
+            call_state.attempts += 1
+            with self._lock:
+                if self._closed:
+                    return
+                q: queue.Queue[object] = queue.Queue()
+                self._requests = q
+                self._call = cl._get_stubs(ep).kv.Watch(self._request_iter(q, self._state.create_request()))
+                call = self._call
+            try:
+                first = next(call)
+                self._buffer.extend(self._state.on_response(first, ep))
+                if not first.created:
+                    raise CoterieError("the watch stream did not start with a created response",
+                                       endpoint=ep)
+            except grpc.RpcError as exc:
+                with self._lock:
+                    self._hang_up()
+                    if self._closed:
+                        return
+                err = map_rpc_error(exc, endpoint=ep, write=False, idempotent=True)
+                call_state.failed(err)
+                if not err.retriable:
+                    raise err from None
+                cl._router.failure(ep, err)
+                avoid = ep
+                time.sleep(max(0.0, min(backoff(call_state.backoffs), call_state.remaining())))
+                call_state.backoffs += 1
+                continue
+            except StopIteration:
+                with self._lock:
+                    self._hang_up()
+                    if self._closed:
+                        return
+                avoid = ep
+                continue
+            self.endpoint = ep
+            cl._router.success(ep)
+            return
+
+    def __next__(self) -> WatchEvent:
+        while True:
+            if self._buffer:
+                return self._buffer.popleft()
+            with self._lock:
+                call = self._call
+            if self._closed or call is None:
+                raise StopIteration
+            try:
+                resp = next(call)
+            except (grpc.RpcError, StopIteration) as exc:
+                if self._closed:
+                    raise StopIteration from None
+                ep = self.endpoint
+                if isinstance(exc, grpc.RpcError):
+                    err = map_rpc_error(exc, endpoint=ep, write=False, idempotent=True)
+                    if isinstance(err, InvalidArgument):
+                        raise err from None
+                    self._client._router.failure(ep, err)
+                with self._lock:
+                    self._hang_up()
+                self._connect(avoid=ep)
+                continue
+            self._buffer.extend(self._state.on_response(resp, self.endpoint))

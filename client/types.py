@@ -21,6 +21,7 @@ __all__ = [
     "PutResult",
     "RangeResult",
     "TxnResult",
+    "WatchEvent",
     "prefix_end",
     "to_bytes",
 ]
@@ -61,6 +62,21 @@ class KeyValue:
     mod_revision: int
     version: int
     lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change seen by a watch: ``type`` "PUT" or "DELETE"; ``kv`` the new version (for a delete:
+    the key with ``mod_revision`` the delete's revision); ``prev_kv`` the replaced or deleted version
+    (if the watch asked for it and the key existed)."""
+
+    type: Literal["PUT", "DELETE"]
+    kv: KeyValue
+    prev_kv: KeyValue | None = None
+
+    @property
+    def revision(self) -> int:
+        return self.kv.mod_revision
 
 
 @dataclass(frozen=True, slots=True)
