@@ -250,12 +250,14 @@ def compact(ctx: click.Context, rev: int, output: str | None) -> None:
 @click.option("--tick-ms", default=100, show_default=True, help="Milliseconds per Raft tick.")
 @click.option("--election-ticks", default=10, show_default=True, help="Ticks before an election.")
 @click.option("--log-level", default="info", show_default=True)
+@click.option("--max-pending-proposals", default=4096, show_default=True,
+              help="Proposals awaiting their outcome before new writes get RESOURCE_EXHAUSTED.")
 @click.option("--enable-fault-injection", is_flag=True, hidden=True,
               help="Peer-link fault hooks for the Jepsen-style local backend (tests only).")
 @click.pass_context
 def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_addr: str,
          initial_cluster: str, tick_ms: int, election_ticks: int, log_level: str,
-         enable_fault_injection: bool) -> None:
+         max_pending_proposals: int, enable_fault_injection: bool) -> None:
     """Run one node until SIGTERM (graceful) or SIGKILL (nothing acknowledged is lost)."""
     from coterie.node.server.app import Node, NodeConfig, NodeConfigError, parse_initial_cluster
 
@@ -264,7 +266,8 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_a
         cfg = NodeConfig(name=name, data_dir=data_dir, client_addr=client_addr, peer_addr=peer_addr,
                          initial_cluster=parse_initial_cluster(initial_cluster),
                          tick_interval=tick_ms / 1000, election_tick=election_ticks,
-                         fault_injection=enable_fault_injection)
+                         fault_injection=enable_fault_injection,
+                         max_pending_proposals=max_pending_proposals)
         asyncio.run(Node(cfg).serve_forever())
     except NodeConfigError as exc:
         if ctx.obj["debug"]:

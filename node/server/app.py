@@ -61,6 +61,9 @@ class NodeConfig:
     """Enable the peer fault-injection hooks (tests only)."""
     snapshot_entries: int = 10_000
     """Applied entries between state machine snapshots."""
+    max_pending_proposals: int = 4096
+    """Proposals waiting for their outcome before new ones are refused with RESOURCE_EXHAUSTED
+    (``DriverConfig.max_pending_proposals``)."""
 
     def validate(self) -> None:
         if not self.name:
@@ -74,6 +77,9 @@ class NodeConfig:
                 f"({self.initial_cluster[self.name]})")
         if self.tick_interval <= 0:
             raise NodeConfigError(f"tick interval must be positive, got {self.tick_interval}")
+        if self.max_pending_proposals < 1:
+            raise NodeConfigError(
+                f"--max-pending-proposals must be at least 1, got {self.max_pending_proposals}")
 
 
 def member_ids(initial_cluster: dict[str, str]) -> dict[str, int]:
@@ -152,7 +158,8 @@ class Node:
         self.transport = PeerTransport(self.id, self.cluster_id, peers, faults=self.faults)
         self.driver = Driver(raw, self.storage, sm, self.transport,
                              DriverConfig(tick_interval=cfg.tick_interval,
-                                          snapshot_entries=cfg.snapshot_entries))
+                                          snapshot_entries=cfg.snapshot_entries,
+                                          max_pending_proposals=cfg.max_pending_proposals))
         peer_opts = [("grpc.max_receive_message_length", MAX_PEER_MESSAGE),
                      ("grpc.max_send_message_length", MAX_PEER_MESSAGE)]
         self.peer_server = grpc.aio.server(options=peer_opts)
