@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -111,9 +112,12 @@ def _text(b: bytes) -> str:
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    """Left-aligned columns. A row shorter than the header lets its last cell run on over the
+    remaining columns (and that cell does not widen its column)."""
     cells = [headers] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+    widths = [max([len(r[i]) for r in cells if i < len(r) - 1 or len(r) == len(headers)] or [0])
+              for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
                      for r in cells)
 
 
@@ -122,27 +126,114 @@ def _kv_dict(kv: Any) -> dict[str, Any]:
             "mod_revision": kv.mod_revision, "version": kv.version, "lease": kv.lease}
 
 
-def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
+def _ask_status(ep: str, timeout: float) -> tuple[Any, Any, str | None]:
+    """``(StatusResponse, MemberListResponse | None, None)`` from ``ep``, or ``(None, None, error)``."""
     import grpc
     from coterie.v1 import cluster_pb2, cluster_pb2_grpc
 
     from . import _core
 
+    try:
+        with grpc.insecure_channel(ep) as ch:
+            stub = cluster_pb2_grpc.ClusterStub(ch)
+            st = stub.Status(cluster_pb2.StatusRequest(), timeout=timeout)
+            try:
+                ml = stub.MemberList(cluster_pb2.MemberListRequest(), timeout=timeout)
+            except grpc.RpcError:
+                ml = None
+    except grpc.RpcError as exc:
+        return None, None, _core.map_rpc_error(exc, endpoint=ep, write=False, idempotent=True).message
+    return st, ml, None
+
+
+def _seconds(x: float) -> float | None:
+    return None if x < 0 else round(x, 3)
+
+
+def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
+    """One row per member: every endpoint asked, plus every member that the answering members' member
+    lists name (asked too if its client address is known, otherwise a row saying it was not asked).
+    A row's ``error`` is None iff that member answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import _core
+
+    asked: dict[str, tuple[Any, Any, str | None]] = {}
+
+    def ask(eps: list[str]) -> None:
+        eps = [e for e in eps if e not in asked]
+        if eps:
+            with ThreadPoolExecutor(max_workers=min(8, len(eps))) as pool:
+                for ep, res in zip(eps, pool.map(lambda e: _ask_status(e, timeout), eps), strict=True):
+                    asked[ep] = res
+
+    ask(endpoints)
+    members: dict[int, Any] = {}
+    for _, ml, _ in asked.values():
+        for m in ml.members if ml is not None else ():
+            prev = members.get(m.id)
+            if prev is None or (m.client_addr and not prev.client_addr):
+                members[m.id] = m
+    ask([m.client_addr for m in members.values() if m.client_addr])
+    progress: dict[int, Any] = {}
+    names = {mid: m.name for mid, m in members.items() if m.name}
+    for st, _, _ in asked.values():
+        if st is not None:
+            names.setdefault(st.member_id, st.name)
+            if _core.member_status(st.name, st).role == "leader":  # its per-peer progress
+                progress = {p.id: p for p in st.progress}
+
     rows: list[dict[str, Any]] = []
-    for ep in endpoints:
-        try:
-            with grpc.insecure_channel(ep) as ch:
-                pb = cluster_pb2_grpc.ClusterStub(ch).Status(cluster_pb2.StatusRequest(), timeout=timeout)
-        except grpc.RpcError as exc:
-            err = _core.map_rpc_error(exc, endpoint=ep, write=False, idempotent=True)
-            rows.append({"name": "", "id": 0, "client_addr": ep, "role": "", "term": 0, "leader": 0,
-                         "commit": 0, "applied": 0, "last_index": 0, "error": err.message})
-            continue
-        m = _core.member_status(ep, pb)
-        rows.append({"name": m.name, "id": m.member_id, "client_addr": ep, "role": m.role,
-                     "term": m.term, "leader": m.leader_id, "commit": m.commit_index,
-                     "applied": m.applied_index, "last_index": int(pb.last_index), "error": None})
+    seen: set[int] = set()
+    for ep, (st, _, err) in asked.items():
+        m = members.get(st.member_id) if st is not None else next(
+            (x for x in members.values() if x.client_addr == ep), None)
+        row: dict[str, Any] = {
+            "name": m.name if m is not None else "", "id": m.id if m is not None else 0,
+            "client_addr": ep, "peer_addr": m.peer_addr if m is not None else "",
+            "role": "", "term": 0, "leader": 0, "leader_name": "", "commit": 0, "applied": 0,
+            "first_index": 0, "last_index": 0, "log_entries": 0, "revision": 0,
+            "leader_contact_seconds": None, "progress": None, "error": err,
+        }
+        if st is not None:
+            if st.member_id in seen:
+                continue  # the same member under two endpoints
+            ms = _core.member_status(ep, st)
+            first, last = int(st.first_index), int(st.last_index)
+            row.update(name=ms.name, id=ms.member_id, role=ms.role, term=ms.term, leader=ms.leader_id,
+                       leader_name=names.get(ms.leader_id, ""), commit=ms.commit_index,
+                       applied=ms.applied_index, first_index=first, last_index=last,
+                       log_entries=max(0, last - first + 1), revision=ms.revision,
+                       leader_contact_seconds=(_seconds(st.leader_contact_seconds)
+                                               if ms.role != "leader" else None))
+        if row["id"]:
+            seen.add(row["id"])
+            p = progress.get(row["id"])
+            if p is not None:
+                row["progress"] = {"match": int(p.match), "next": int(p.next), "state": int(p.state),
+                                   "recent_active": bool(p.recent_active),
+                                   "last_contact_seconds": _seconds(p.last_contact_seconds)}
+        rows.append(row)
+    for mid, m in members.items():
+        if mid not in seen:
+            rows.append({"name": m.name, "id": mid, "client_addr": m.client_addr, "peer_addr": m.peer_addr,
+                         "role": "", "term": 0, "leader": 0, "leader_name": "", "commit": 0, "applied": 0,
+                         "first_index": 0, "last_index": 0, "log_entries": 0, "revision": 0,
+                         "leader_contact_seconds": None, "progress": None,
+                         "error": "not asked: its client address is unknown (add it to --endpoints)"})
+    rows.sort(key=lambda r: (r["name"] == "", r["name"], r["client_addr"]))
     return rows
+
+
+def _last_contact(r: dict[str, Any]) -> str:
+    """A follower's time since it heard from the leader (its own view, else the leader's view of it);
+    ``-`` if neither is known (the server reports "never" and "not tracked" alike as negative)."""
+    if r["role"] == "leader":
+        return "-"
+    s = r["leader_contact_seconds"]
+    if s is None and r["progress"] is not None:
+        s = r["progress"]["last_contact_seconds"]
+    return "-" if s is None else f"{s:.1f}s ago"
 
 
 @main.command()
@@ -150,7 +241,8 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
 @click.pass_context
 @_handles_errors
 def status(ctx: click.Context, output: str | None) -> None:
-    """One row per member: role, term, leader, commit/applied/last index. Exits 1 without a leader."""
+    """One row per member: name, addresses, role, term, leader, commit and applied index, log size
+    (entries held), last contact with the leader. Exits 1 if no member answers or none knows a leader."""
     from . import _core
 
     eps = _core.parse_endpoints(ctx.obj["endpoints"])
@@ -158,14 +250,19 @@ def status(ctx: click.Context, output: str | None) -> None:
     if _fmt(ctx, output) == "json":
         click.echo(json.dumps(rows, indent=2))
     else:
-        hdr = ["NAME", "ID", "CLIENT ADDR", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST INDEX"]
-        keys = ["name", "id", "client_addr", "role", "term", "leader", "commit", "applied", "last_index"]
-        body = [[f"{r[k]:x}" if k in ("id", "leader") and r[k] else r[k] if r[k] else
-                 ("-" if k != "client_addr" else r[k]) for k in keys] for r in rows]
-        for r, line in zip(rows, body, strict=True):
+        hdr = ["NAME", "ID", "CLIENT ADDR", "PEER ADDR", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED",
+               "LOG", "LAST CONTACT"]
+        body: list[list[Any]] = []
+        for r in rows:
+            line: list[Any] = [r["name"] or "-", f"{r['id']:x}" if r["id"] else "-", r["client_addr"] or "-",
+                               r["peer_addr"] or "-"]
             if r["error"]:
-                line[3] = f"unreachable: {r['error']}"[:60]
-                line[4:] = [""] * 5
+                line += [f"unreachable: {r['error']}" if r["client_addr"] else r["error"]]
+            else:
+                leader = r["leader_name"] or (f"{r['leader']:x}" if r["leader"] else "none")
+                line += [r["role"], r["term"], leader, r["commit"], r["applied"], r["log_entries"],
+                         _last_contact(r)]
+            body.append(line)
         click.echo(_table(hdr, body))
     if all(r["error"] for r in rows):
         _fail(ctx, click.ClickException(f"no member answered ({', '.join(eps)})"))
@@ -241,6 +338,137 @@ def compact(ctx: click.Context, rev: int, output: str | None) -> None:
         click.echo(f"compacted at revision {rev} (store revision {store_rev})")
 
 
+def _event_dict(ev: Any) -> dict[str, Any]:
+    return {"type": ev.type, "revision": ev.revision, "kv": _kv_dict(ev.kv),
+            "prev_kv": _kv_dict(ev.prev_kv) if ev.prev_kv is not None else None}
+
+
+@main.command()
+@click.argument("key")
+@click.option("--prefix", is_flag=True, help="Every key starting with KEY.")
+@click.option("--rev", type=click.IntRange(min=0), default=0,
+              help="Start at this revision, replaying history (0: changes from now on).")
+@click.option("--prev-kv", is_flag=True, help="Also print the value each event replaced.")
+@click.option("--max-events", type=click.IntRange(min=1), default=None,
+              help="Stop (exit 0) after this many events.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (exit 0) after this many seconds.")
+@_output_option
+@click.pass_context
+@_handles_errors
+def watch(ctx: click.Context, key: str, prefix: bool, rev: int, prev_kv: bool, max_events: int | None,
+          duration: float | None, output: str | None) -> None:
+    """Print each change to KEY (or under it) as it happens, one line per event (-o json: one JSON
+    object per line), until Ctrl-C, --max-events or --duration. Events come once each, in revision
+    order, even if the member streaming them fails (the watch resumes on another)."""
+    as_json = _fmt(ctx, output) == "json"
+    seen = 0
+    with _client(ctx) as c:
+        w = c.watch_prefix(key, start_revision=rev, prev_kv=prev_kv) if prefix else \
+            c.watch(key, start_revision=rev, prev_kv=prev_kv)
+        timer = threading.Timer(duration, w.close) if duration is not None else None
+        try:
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            for ev in w:
+                if as_json:
+                    click.echo(json.dumps(_event_dict(ev)))
+                else:
+                    line = f"{ev.revision} {ev.type} {_text(ev.kv.key)}"
+                    if ev.type == "PUT":
+                        line += f" {_text(ev.kv.value)}"
+                    if prev_kv:
+                        line += f" (prev: {_text(ev.prev_kv.value) if ev.prev_kv is not None else '-'})"
+                    click.echo(line)
+                seen += 1
+                if max_events is not None and seen >= max_events:
+                    break
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is the normal way to stop a watch
+        finally:
+            if timer is not None:
+                timer.cancel()
+            w.close()
+
+
+@main.group()
+def cluster() -> None:
+    """A local development cluster."""
+
+
+@cluster.command("up")
+@click.option("--nodes", type=click.IntRange(1, 99), default=3, show_default=True, help="How many nodes.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
+              show_default=True, help="Node N keeps its data in DIR/nN and logs to DIR/nN.log.")
+@click.option("--base-port", type=click.IntRange(1, 65535), default=7001, show_default=True,
+              help="Client port of n1; nN listens on BASE+N-1.")
+@click.option("--peer-base-port", type=click.IntRange(1, 65535), default=None,
+              help="Raft port of n1 [default: base port + 100].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address every node listens on.")
+@click.option("--tick-ms", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Milliseconds per Raft tick.")
+@click.option("--log-level", default="info", show_default=True, help="The nodes' log level.")
+@click.option("--restart/--no-restart", default=True, show_default=True,
+              help="Restart a node that dies (with back-off), or only report it.")
+@click.option("--grace", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds between SIGTERM and SIGKILL when stopping.")
+@click.option("--ready-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Warn if no leader is elected within this many seconds.")
+@click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the endpoints to this file once a leader is elected.")
+@click.option("--clean", is_flag=True, help="Delete the nodes' data directories and logs first.")
+@click.pass_context
+def cluster_up(ctx: click.Context, nodes: int, data_dir: Path, base_port: int, peer_base_port: int | None,
+               host: str, tick_ms: int, log_level: str, restart: bool, grace: float, ready_timeout: float,
+               ready_file: Path | None, clean: bool) -> None:
+    """Run a local NODES-node cluster as child processes in the foreground: print the endpoints,
+    restart (or report) a node that dies, and on Ctrl-C or SIGTERM stop every node (SIGTERM, then
+    SIGKILL after --grace seconds). The defaults match the CLI's default endpoints."""
+    import shutil
+
+    from . import _devcluster as dc
+
+    try:
+        specs = dc.plan(nodes, data_dir, base_port=base_port, peer_base_port=peer_base_port, host=host)
+    except dc.DevClusterError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if clean:
+        for sp in specs:
+            shutil.rmtree(sp.data_dir, ignore_errors=True)
+            sp.log_path.unlink(missing_ok=True)
+    if ready_file is not None:
+        ready_file.unlink(missing_ok=True)
+    eps = dc.endpoints(specs)
+    click.echo(f"starting {nodes} node{'s' if nodes > 1 else ''}; endpoints {eps}")
+    if eps != DEFAULT_ENDPOINTS:
+        click.echo(f"  export COTERIE_ENDPOINTS={eps}")
+    sup = dc.Supervisor(specs, tick_ms=tick_ms, log_level=log_level, restart=restart, grace=grace,
+                        out=click.echo, err=lambda m: click.echo(m, err=True))
+    stop = threading.Event()
+    try:
+        with dc.stop_on_signals(stop):
+            rc = sup.run(stop, ready_timeout=ready_timeout, ready_file=ready_file,
+                         on_ready=lambda *_: click.echo("press Ctrl-C to stop the cluster"))
+    except dc.DevClusterError as exc:
+        _fail(ctx, exc)
+        return
+    ctx.exit(rc)
+
+
+@cluster.command("demo")
+@click.pass_context
+@_handles_errors
+def cluster_demo(ctx: click.Context) -> None:
+    """A short tour against the cluster (writes under demo/): puts, a get, a txn and a watch."""
+    from . import _devcluster as dc
+
+    try:
+        dc.run_demo(ctx.obj["endpoints"], timeout=max(float(ctx.obj["timeout"]), 5.0))
+    except dc.DevClusterError as exc:
+        _fail(ctx, exc)
+
+
 @main.command()
 @click.option("--name", required=True, help="This node's name in --initial-cluster.")
 @click.option("--data-dir", required=True, type=click.Path(path_type=Path), help="WAL and snapshots.")
@@ -274,6 +502,10 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_a
             raise
         raise click.ClickException(str(exc)) from exc
 
+
+from coterie.verify.cli import verify as _verify_cmd  # noqa: E402 - Jepsen-style suite, jepsen-style/verify
+
+main.add_command(_verify_cmd)
 
 if __name__ == "__main__":
     main()
