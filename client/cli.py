@@ -482,10 +482,12 @@ def cluster_demo(ctx: click.Context) -> None:
               help="Proposals awaiting their outcome before new writes get RESOURCE_EXHAUSTED.")
 @click.option("--enable-fault-injection", is_flag=True, hidden=True,
               help="Peer-link fault hooks for the Jepsen-style local backend (tests only).")
+@click.option("--unsafe-local-reads", is_flag=True, hidden=True,
+              help="BROKEN ON PURPOSE: reads skip ReadIndex (tests of the Jepsen-style checker only).")
 @click.pass_context
 def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_addr: str,
          initial_cluster: str, tick_ms: int, election_ticks: int, log_level: str,
-         max_pending_proposals: int, enable_fault_injection: bool) -> None:
+         max_pending_proposals: int, enable_fault_injection: bool, unsafe_local_reads: bool = False) -> None:
     """Run one node until SIGTERM (graceful) or SIGKILL (nothing acknowledged is lost)."""
     from coterie.node.server.app import Node, NodeConfig, NodeConfigError, parse_initial_cluster
 
@@ -495,13 +497,17 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_a
                          initial_cluster=parse_initial_cluster(initial_cluster),
                          tick_interval=tick_ms / 1000, election_tick=election_ticks,
                          fault_injection=enable_fault_injection,
-                         max_pending_proposals=max_pending_proposals)
+                         max_pending_proposals=max_pending_proposals, unsafe_local_reads=unsafe_local_reads)
         asyncio.run(Node(cfg).serve_forever())
     except NodeConfigError as exc:
         if ctx.obj["debug"]:
             raise
         raise click.ClickException(str(exc)) from exc
 
+
+from coterie.verify.cli import verify as _verify_cmd  # noqa: E402 - Jepsen-style suite, jepsen-style/verify
+
+main.add_command(_verify_cmd)
 
 from coterie.verify.cli import verify as _verify_cmd  # noqa: E402 - Jepsen-style suite, jepsen-style/verify
 

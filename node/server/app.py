@@ -61,6 +61,8 @@ class NodeConfig:
     """Enable the peer fault-injection hooks (tests only)."""
     snapshot_entries: int = 10_000
     """Applied entries between state machine snapshots."""
+    unsafe_local_reads: bool = False
+    """BROKEN ON PURPOSE, tests only: Range reads skip ReadIndex (the Jepsen-style suite's bug)."""
     max_pending_proposals: int = 4096
     """Proposals waiting for their outcome before new ones are refused with RESOURCE_EXHAUSTED
     (``DriverConfig.max_pending_proposals``)."""
@@ -190,8 +192,11 @@ class Node:
                                       client_addr=self.cfg.client_addr)
         info = NodeInfo(id=self.id, name=self.cfg.name, cluster_id=self.cluster_id,
                         client_addr=self.cfg.client_addr, peer_addr=self.cfg.peer_addr,
-                        members=members)
+                        members=members, unsafe_local_reads=self.cfg.unsafe_local_reads)
         add_services(self.client_server, self.driver, info)
+        from .fault_admin import add_fault_admin
+
+        add_fault_admin(self.client_server, self.faults, self.id)
 
     async def stop(self) -> None:
         if self._stopping:

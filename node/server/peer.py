@@ -42,6 +42,8 @@ class Faults:
     delay: float = 0.0
     blocked: set[int] = field(default_factory=set)
     """Peers whose traffic (both directions, as seen by this node) is dropped."""
+    blocked_in: set[int] = field(default_factory=set)
+    """Peers whose messages to this node are dropped on arrival (a one-way cut)."""
 
 
 @dataclass
@@ -71,7 +73,8 @@ class PeerServicer(raft_pb2_grpc.RaftPeerServicer):  # type: ignore[misc]
             self.stats.rejected_batches += 1
             raise InvalidArgument(
                 f"MessageBatch.cluster_id: {batch.cluster_id!r} is not this cluster ({self.cluster_id!r})")
-        if self.faults is not None and batch.from_id in self.faults.blocked:
+        if self.faults is not None and (batch.from_id in self.faults.blocked
+                                        or batch.from_id in self.faults.blocked_in):
             self.stats.dropped_faults += 1
             return 0
         msgs = batch_from_pb(batch)

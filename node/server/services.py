@@ -135,6 +135,9 @@ class NodeInfo:
     client_addr: str = ""
     peer_addr: str = ""
     members: dict[int, MemberInfo] = field(default_factory=dict)
+    unsafe_local_reads: bool = False
+    """BROKEN ON PURPOSE, tests only: serve every Range from local state without ReadIndex, so the
+    Jepsen-style suite can show that its checker catches stale reads."""
 
     def member(self, member_id: int) -> MemberInfo:
         """The address book entry of ``member_id`` (an empty one if unknown)."""
@@ -272,7 +275,7 @@ class KVService(_Service):
     async def _range(self, request: kv_pb2.RangeRequest) -> PbResponse:
         req = request_from_pb(request)
         assert isinstance(req, RangeRequest)
-        if not request.serializable:
+        if not request.serializable and not self.info.unsafe_local_reads:
             await self.driver.read_barrier()
         resp = self.driver.sm.kv.range(
             req.key,

@@ -1,0 +1,265 @@
+"""What every backend offers the runner and the nemeses: a cluster of ``coterie node`` processes
+that can be started, killed (SIGKILL), paused (SIGSTOP) and resumed (SIGCONT), partitioned in any
+shape (a *grudge*) and given slow or lossy links.
+
+Invariants every backend keeps:
+
+- ``teardown()`` ends every process it started and undoes every network change it made, even if
+  a run failed half-way; it is idempotent.
+- A *grudge* maps a node to the set of nodes whose Raft messages it drops on arrival. A symmetric
+  grudge is an ordinary partition; an asymmetric one is a one-way cut. ``partition({})`` and
+  ``heal_network()`` restore full connectivity.
+- Client traffic (from the host to each node's client address) is never cut: only the links
+  between members are, as in Jepsen where clients talk to the node they are bound to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import grpc  # type: ignore[import-untyped]
+from coterie.v1 import cluster_pb2, cluster_pb2_grpc
+
+Grudge = Mapping[str, frozenset[str]]
+"""node -> the nodes whose messages it drops."""
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports that were free a moment ago (bind to port 0, then release)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class NodeProc:
+    """One member: its addresses, data directory and (while running) its process."""
+
+    name: str
+    id: int
+    client_addr: str
+    """host:port clients on the host use."""
+    peer_addr: str
+    """host:port of its Raft listener (as the other members reach it)."""
+    listen_client: str
+    listen_peer: str
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    paused: bool = False
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """How nodes are started."""
+
+    tick_ms: int = 50
+    election_ticks: int = 10
+    fault_injection: bool = True
+    unsafe_local_reads: bool = False
+    """Start every node in the broken mode (reads skip ReadIndex): for checker tests only."""
+    log_level: str = "warning"
+
+
+class Backend(ABC):
+    """A cluster of real nodes; see the module docstring for the invariants."""
+
+    name: str = ""
+
+    def __init__(self, n: int, root: Path, options: NodeOptions) -> None:
+        if n < 1:
+            raise ValueError(f"need at least one node, got {n}")
+        self.n = n
+        self.root = root
+        self.options = options
+        self.nodes: dict[str, NodeProc] = {}
+        self._channels: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------ life cycle
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Prepare the network and the node table (does not start processes)."""
+
+    @abstractmethod
+    def teardown(self) -> None:
+        """Kill every process and undo every network change (idempotent)."""
+
+    def __enter__(self) -> Backend:
+        try:
+            self.setup()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.teardown()
+
+    def names(self) -> list[str]:
+        return list(self.nodes)
+
+    def endpoints(self) -> list[str]:
+        return [p.client_addr for p in self.nodes.values()]
+
+    def initial_cluster(self) -> str:
+        return ",".join(f"{p.name}={p.peer_addr}" for p in self.nodes.values())
+
+    def command(self, p: NodeProc) -> list[str]:
+        o = self.options
+        cmd = [sys.executable, "-m", "coterie.client.cli", "node", "--name", p.name,
+               "--data-dir", str(p.data_dir), "--client-addr", p.listen_client,
+               "--peer-addr", p.peer_addr, "--initial-cluster", self.initial_cluster(),
+               "--tick-ms", str(o.tick_ms), "--election-ticks", str(o.election_ticks),
+               "--log-level", o.log_level]
+        if o.fault_injection:
+            cmd.append("--enable-fault-injection")
+        if o.unsafe_local_reads:
+            cmd.append("--unsafe-local-reads")
+        return cmd
+
+    def wrap(self, p: NodeProc, cmd: list[str]) -> list[str]:
+        """The command actually run (e.g. inside a network namespace)."""
+        return cmd
+
+    def start(self, name: str) -> None:
+        """Start ``name`` (no-op if it runs)."""
+        p = self.nodes[name]
+        if p.proc is not None and p.proc.poll() is None:
+            return
+        if p.log is None:
+            p.log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed in teardown
+        p.log.write(f"=== start {time.strftime('%H:%M:%S')}\n".encode())
+        p.log.flush()
+        p.proc = subprocess.Popen(self.wrap(p, self.command(p)), stdout=p.log, stderr=p.log,
+                                  start_new_session=True)
+        p.paused = False
+
+    def start_all(self) -> None:
+        for name in self.nodes:
+            self.start(name)
+
+    def running(self, name: str) -> bool:
+        p = self.nodes[name].proc
+        return p is not None and p.poll() is None
+
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name`` (a paused process dies too)."""
+        p = self.nodes[name]
+        if p.proc is not None and p.proc.poll() is None:
+            os.killpg(p.proc.pid, signal.SIGKILL)
+            p.proc.wait(30)
+        p.paused = False
+
+    def pause(self, name: str) -> None:
+        p = self.nodes[name]
+        if p.proc is not None and p.proc.poll() is None:
+            os.killpg(p.proc.pid, signal.SIGSTOP)
+            p.paused = True
+
+    def resume(self, name: str) -> None:
+        p = self.nodes[name]
+        if p.proc is not None and p.proc.poll() is None:
+            os.killpg(p.proc.pid, signal.SIGCONT)
+        p.paused = False
+
+    def stop_all(self) -> None:
+        """SIGCONT then SIGTERM every node, SIGKILL what is left after a grace period."""
+        for p in self.nodes.values():
+            if p.proc is not None and p.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.proc.pid, signal.SIGCONT)
+                    os.killpg(p.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for p in self.nodes.values():
+            if p.proc is None:
+                continue
+            try:
+                p.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.proc.pid, signal.SIGKILL)
+                p.proc.wait(10)
+            p.paused = False
+        for p in self.nodes.values():
+            if p.log is not None:
+                p.log.close()
+                p.log = None
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+
+    # ------------------------------------------------------------------------------ faults
+
+    @abstractmethod
+    def partition(self, grudge: Grudge) -> None:
+        """Replace the network faults by ``grudge`` (see the module docstring)."""
+
+    def heal_network(self) -> None:
+        self.partition({})
+
+    @abstractmethod
+    def set_links(self, names: list[str], *, delay: float = 0.0, drop_rate: float = 0.0) -> None:
+        """Make the outgoing peer links of ``names`` slow (``delay`` s per batch) or lossy."""
+
+    # ------------------------------------------------------------------------------ observation
+
+    def _channel(self, name: str) -> Any:
+        ch = self._channels.get(name)
+        if ch is None:
+            ch = self._channels[name] = grpc.insecure_channel(self.nodes[name].client_addr)
+        return ch
+
+    def status(self, name: str, timeout: float = 1.0) -> Any:
+        """``Cluster.Status`` of ``name``, or None if it does not answer."""
+        if not self.running(name) or self.nodes[name].paused:
+            return None
+        try:
+            return cluster_pb2_grpc.ClusterStub(self._channel(name)).Status(
+                cluster_pb2.StatusRequest(), timeout=timeout)
+        except grpc.RpcError:
+            return None
+
+    def leader(self) -> str | None:
+        """A node that says it leads, preferring the highest term; None if none answers so."""
+        best: tuple[int, str] | None = None
+        for name in self.nodes:
+            st = self.status(name, timeout=0.5)
+            if st is not None and st.role == cluster_pb2.ROLE_LEADER and (best is None or st.term > best[0]):
+                best = (st.term, name)
+        return best[1] if best else None
+
+    def wait_for_leader(self, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lead = self.leader()
+            if lead is not None:
+                return lead
+            time.sleep(0.1)
+        raise TimeoutError(f"no leader elected within {timeout:.0f} s; see the node logs in {self.root}")
+
+    def wait_for_ready(self, timeout: float = 60.0) -> None:
+        """Until a leader exists and every running node answers Status."""
+        deadline = time.monotonic() + timeout
+        self.wait_for_leader(timeout)
+        while time.monotonic() < deadline:
+            if all(self.status(n) is not None for n in self.nodes if self.running(n)):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"nodes did not all answer within {timeout:.0f} s; see {self.root}")
