@@ -1,17 +1,13 @@
 """The ``coterie`` command line (click).
 
-``coterie node`` runs one node; ``coterie cluster up`` runs and supervises a local cluster of them
-(``client/_devcluster.py``) and ``coterie cluster demo`` tours one; ``status``, ``get``, ``put``,
-``del``, ``watch`` and ``compact`` talk to a cluster through :class:`Client` (endpoints from
-``--endpoints``, else ``COTERIE_ENDPOINTS``, else the dev cluster's ``127.0.0.1:7001-7003``), printing
-a table or, with ``-o json``, JSON (``watch``: one object per line).
-Without ``--debug`` a failure prints one ``error: ...`` line to stderr and exits 1 (usage errors: 2).
+``coterie node`` runs one node; ``coterie cluster up`` runs and supervises a local cluster of them;
+``status``, ``get``, ``put``, ``del`` and ``compact`` talk to a cluster through :class:`Client`.
+Without ``--debug`` a failure prints one ``error: ...`` line to stderr and exits 1.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -367,7 +363,7 @@ def watch(ctx: click.Context, key: str, prefix: bool, rev: int, prev_kv: bool, m
     order, even if the member streaming them fails (the watch resumes on another)."""
     as_json = _fmt(ctx, output) == "json"
     seen = 0
-    with _client(ctx) as c, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the normal way to stop
+    with _client(ctx) as c:
         w = c.watch_prefix(key, start_revision=rev, prev_kv=prev_kv) if prefix else \
             c.watch(key, start_revision=rev, prev_kv=prev_kv)
         timer = threading.Timer(duration, w.close) if duration is not None else None
@@ -388,6 +384,8 @@ def watch(ctx: click.Context, key: str, prefix: bool, rev: int, prev_kv: bool, m
                 seen += 1
                 if max_events is not None and seen >= max_events:
                     break
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is the normal way to stop a watch
         finally:
             if timer is not None:
                 timer.cancel()
@@ -477,10 +475,6 @@ def cluster_demo(ctx: click.Context) -> None:
 @click.option("--client-addr", required=True, help="HOST:PORT for clients (KV, Session, Cluster).")
 @click.option("--peer-addr", required=True, help="HOST:PORT for Raft traffic between nodes.")
 @click.option("--initial-cluster", required=True, help="NAME=PEERHOST:PORT,... for every member.")
-@click.option("--initial-cluster-state", type=click.Choice(["new", "existing"]), default="new",
-              show_default=True,
-              help="new: bootstrap the --initial-cluster. existing: join a running cluster after "
-                   "MemberAdd (--initial-cluster lists members to ask, and this node).")
 @click.option("--tick-ms", default=100, show_default=True, help="Milliseconds per Raft tick.")
 @click.option("--election-ticks", default=10, show_default=True, help="Ticks before an election.")
 @click.option("--log-level", default="info", show_default=True)
@@ -492,8 +486,7 @@ def cluster_demo(ctx: click.Context) -> None:
               help="BROKEN ON PURPOSE: reads skip ReadIndex (tests of the Jepsen-style checker only).")
 @click.pass_context
 def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_addr: str,
-         initial_cluster: str, initial_cluster_state: str,
-         tick_ms: int, election_ticks: int, log_level: str,
+         initial_cluster: str, tick_ms: int, election_ticks: int, log_level: str,
          max_pending_proposals: int, enable_fault_injection: bool, unsafe_local_reads: bool = False) -> None:
     """Run one node until SIGTERM (graceful) or SIGKILL (nothing acknowledged is lost)."""
     from coterie.node.server.app import Node, NodeConfig, NodeConfigError, parse_initial_cluster
@@ -502,7 +495,6 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_a
     try:
         cfg = NodeConfig(name=name, data_dir=data_dir, client_addr=client_addr, peer_addr=peer_addr,
                          initial_cluster=parse_initial_cluster(initial_cluster),
-                         initial_cluster_state=initial_cluster_state,
                          tick_interval=tick_ms / 1000, election_tick=election_ticks,
                          fault_injection=enable_fault_injection,
                          max_pending_proposals=max_pending_proposals, unsafe_local_reads=unsafe_local_reads)
