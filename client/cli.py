@@ -1,13 +1,17 @@
 """The ``coterie`` command line (click).
 
-``coterie node`` runs one node; ``coterie cluster up`` runs and supervises a local cluster of them;
-``status``, ``get``, ``put``, ``del`` and ``compact`` talk to a cluster through :class:`Client`.
-Without ``--debug`` a failure prints one ``error: ...`` line to stderr and exits 1.
+``coterie node`` runs one node; ``coterie cluster up`` runs and supervises a local cluster of them
+(``client/_devcluster.py``) and ``coterie cluster demo`` tours one; ``status``, ``get``, ``put``,
+``del``, ``watch`` and ``compact`` talk to a cluster through :class:`Client` (endpoints from
+``--endpoints``, else ``COTERIE_ENDPOINTS``, else the dev cluster's ``127.0.0.1:7001-7003``), printing
+a table or, with ``-o json``, JSON (``watch``: one object per line).
+Without ``--debug`` a failure prints one ``error: ...`` line to stderr and exits 1 (usage errors: 2).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -363,7 +367,7 @@ def watch(ctx: click.Context, key: str, prefix: bool, rev: int, prev_kv: bool, m
     order, even if the member streaming them fails (the watch resumes on another)."""
     as_json = _fmt(ctx, output) == "json"
     seen = 0
-    with _client(ctx) as c:
+    with _client(ctx) as c, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the normal way to stop
         w = c.watch_prefix(key, start_revision=rev, prev_kv=prev_kv) if prefix else \
             c.watch(key, start_revision=rev, prev_kv=prev_kv)
         timer = threading.Timer(duration, w.close) if duration is not None else None
@@ -384,8 +388,6 @@ def watch(ctx: click.Context, key: str, prefix: bool, rev: int, prev_kv: bool, m
                 seen += 1
                 if max_events is not None and seen >= max_events:
                     break
-        except KeyboardInterrupt:
-            pass  # Ctrl-C is the normal way to stop a watch
         finally:
             if timer is not None:
                 timer.cancel()
