@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import Backend, NodeOptions
-from .history import History
+from .history import Event, History, pairs
 from .nemesis.base import Schedule, Timing, make_faults
 from .workloads.base import WorkloadConfig, workload_class
 
@@ -62,7 +62,7 @@ class RunResult:
     def verdict_line(self) -> str:
         r = self.results
         word = {True: "VALID", False: "INVALID", None: "UNKNOWN"}[self.valid]
-        ops = r.get("workload", {}).get("invoked", 0)
+        ops = r.get("ops", {}).get("invoked", 0)
         return (f"{word}: {r['config']['workload']} under {','.join(r['config']['nemesis'])} on "
                 f"{r['config']['nodes']} nodes ({r['config']['backend']}), {ops} ops, "
                 f"{r['nemesis']['faults']} faults -> {self.path}")
@@ -133,6 +133,7 @@ def run(cfg: RunConfig, *, log: Any = print) -> RunResult:
             log(f"checking {sum(1 for e in events if e['type'] == 'invoke')} operations")
             verdict = wl.check(events)
             results["workload"] = verdict
+            wl.save(out)
             valid = verdict.get("valid")
         except Exception as exc:
             results["errors"].append(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
@@ -143,6 +144,7 @@ def run(cfg: RunConfig, *, log: Any = print) -> RunResult:
             wl.close()
             results["nemesis"] = {"faults": schedule.count, "errors": schedule.errors}
     results["valid"] = valid
+    results["ops"] = op_counts(history.events())
     results["duration_seconds"] = round(time.time() - t_start, 1)
     if results["errors"] or schedule.errors:
         valid = False if valid is False else None
@@ -161,6 +163,15 @@ def run(cfg: RunConfig, *, log: Any = print) -> RunResult:
 
         shutil.rmtree(out / "nodes" / "data", ignore_errors=True)
     return RunResult(valid, out, results)
+
+
+def op_counts(events: list[Event]) -> dict[str, int]:
+    """How many client operations were invoked, and how many ended ok / fail / info."""
+    c = {"invoked": 0, "ok": 0, "fail": 0, "info": 0}
+    for _inv, done in pairs(events):
+        c["invoked"] += 1
+        c[done["type"] if done is not None else "info"] += 1
+    return c
 
 
 def _guard(fn: Any, i: int, stop: threading.Event, results: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from coterie.client import Client
@@ -110,6 +111,10 @@ class Workload(ABC):
 
     def final(self) -> None:
         """After healing and the recovery period: final reads (retried until they succeed)."""
+        return None
+
+    def save(self, out: Path) -> None:
+        """Write workload-specific files into the report directory ``out``."""
         return None
 
     @abstractmethod
