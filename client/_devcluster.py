@@ -198,11 +198,13 @@ class Supervisor:
     leader in time). Not thread-safe: one thread calls :meth:`run` (or the lower-level methods)."""
 
     def __init__(self, specs: list[MemberSpec], *, tick_ms: int = 100, log_level: str = "info",
-                 restart: bool = True, grace: float = 10.0, out: Echo | None = None,
-                 err: Echo | None = None) -> None:
+                 restart: bool = True, grace: float = 10.0, backoff_base: float = 0.5,
+                 out: Echo | None = None, err: Echo | None = None) -> None:
         self.specs = specs
         self.restart = restart
         self.grace = grace
+        self.backoff_base = backoff_base
+        """The first restart delay in seconds; it doubles with each consecutive quick failure (<= 10 s)."""
         self.out: Echo = out or (lambda s: print(s, flush=True))
         self.err: Echo = err or (lambda s: print(s, file=sys.stderr, flush=True))
         self.children = [_Child(s, node_command(s, specs, tick_ms=tick_ms, log_level=log_level))
@@ -272,7 +274,7 @@ class Supervisor:
                      f"{STABLE_AFTER:.0f} s")
             c.given_up = True
             return
-        delay = min(10.0, 0.5 * 2 ** (c.quick_failures - 1))
+        delay = min(10.0, self.backoff_base * 2 ** (c.quick_failures - 1))
         c.restart_at = now + delay
         self.err(f"{report}; restarting in {delay:.1f} s")
 

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -457,3 +458,113 @@ def test_dev_cluster_script_demo_only(tmp_path: Path) -> None:
     assert out.rstrip().endswith("stopped"), out
     assert group_gone(p.pid), "the script left processes behind"
     assert (tmp_path / "data" / "n1.log").exists()
+
+
+def test_dev_cluster_script_runs_in_the_foreground_until_ctrl_c(tmp_path: Path) -> None:
+    """On a terminal the script keeps the cluster up after the demo; Ctrl-C stops every process."""
+    import pty
+
+    base = free_port_block(3)
+    eps = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+    script = str(REPO / "scripts" / "dev-cluster")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a new session whose controlling terminal is the pty
+        try:
+            os.execv(script, [script, "--", "--base-port", str(base), "--data-dir", str(tmp_path / "data"),
+                              "--tick-ms", "20"])
+        finally:
+            os._exit(127)
+    buf = bytearray()
+
+    def read_until(needle: bytes | None, timeout: float) -> bool:
+        """Read the terminal until ``needle`` shows up (None: until it closes) or ``timeout``."""
+        end = time.monotonic() + timeout
+        while (needle is None or needle not in buf) and time.monotonic() < end:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # EIO: every process holding the terminal is gone
+                    return needle is None
+                if not data:
+                    return needle is None
+                buf.extend(data)
+        return needle is not None and needle in buf
+
+    status = None
+    try:
+        assert read_until(b"Ctrl-C stops it", 600), buf.decode(errors="replace")
+        # The demo is over and the cluster keeps serving.
+        wait_for(lambda: status_json(eps)[0] == 0, 60, "the cluster to answer after the demo")
+        r = cli("--endpoints", eps, "get", "demo/greeting", "-o", "json")
+        assert json.loads(r.stdout)[0]["value"] == "hello again"
+        os.write(fd, b"\x03")  # Ctrl-C on the terminal
+        read_until(None, 120)
+        end = time.monotonic() + 60
+        while status is None and time.monotonic() < end:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(st) if done else None
+            time.sleep(0.1)
+    finally:
+        kill_group(pid)
+        if status is None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        os.close(fd)
+    text = buf.decode(errors="replace")
+    assert status == 0, text
+    assert "stopping: SIGTERM to every node" in text and text.rstrip().endswith("stopped"), text
+    assert group_gone(pid), "processes left behind after Ctrl-C"
+
+
+# ================================================================================ the supervisor alone
+
+
+def fake_supervisor(tmp_path: Path, code: str, **kw: Any) -> tuple[dc.Supervisor, list[str], list[str]]:
+    """A one-member supervisor whose child runs ``python -c code`` instead of a node."""
+    specs = dc.plan(1, tmp_path, base_port=free_port_block(1))
+    out: list[str] = []
+    err: list[str] = []
+    sup = dc.Supervisor(specs, out=out.append, err=err.append, **kw)
+    for c in sup.children:
+        c.cmd = [sys.executable, "-c", code]
+    return sup, out, err
+
+
+def test_supervisor_reports_each_death_and_gives_up_on_a_node_that_keeps_failing(tmp_path: Path) -> None:
+    code = "import sys; print('Error: boom', file=sys.stderr); sys.exit(3)"
+    sup, out, err = fake_supervisor(tmp_path, code, backoff_base=0.01)
+    stop = threading.Event()
+    guard = threading.Timer(120, stop.set)
+    guard.start()
+    try:
+        rc = sup.run(stop, ready_timeout=600)
+    finally:
+        guard.cancel()
+    assert not stop.is_set(), "the supervisor did not give up by itself"
+    assert rc == 1
+    reports = [e for e in err if e.startswith("n1 (pid ")]
+    assert len(reports) == dc.MAX_QUICK_FAILURES + 1, err
+    assert all("exited with code 3" in e and "last log line: Error: boom [log:" in e for e in reports), err
+    assert all("restarting in" in e for e in reports[:-1]) and "giving up" in reports[-1]
+    assert err[-1] == "every node has stopped; shutting down"
+    assert sum(o.startswith("n1: restarted (pid ") for o in out) == dc.MAX_QUICK_FAILURES
+
+
+def test_stop_sigkills_a_node_that_ignores_sigterm(tmp_path: Path) -> None:
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "
+            "time.sleep(300)")
+    sup, _, err = fake_supervisor(tmp_path, code, grace=1.0)
+    sup.start_all()
+    proc = sup.children[0].proc
+    assert proc is not None
+    try:
+        wait_for(lambda: "up" in sup.specs[0].log_path.read_text(), 60, "the child to ignore SIGTERM")
+        sup.stop_all()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    assert err == [f"n1 (pid {proc.pid}) did not stop within 1 s; sending SIGKILL"]
+    assert sup.children[0].proc is None
