@@ -1,7 +1,7 @@
 """The coterie client library: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio), with
 the same surface, typed results (:mod:`.types`) and typed errors (:mod:`.errors`)."""
 
-from .aio import AsyncClient
+from .aio import AsyncClient, AsyncWatch
 from .errors import (
     Compacted,
     CoterieError,
@@ -14,7 +14,7 @@ from .errors import (
     SessionExpired,
     Unavailable,
 )
-from .sync import Client
+from .sync import Client, Watch
 from .types import (
     ClusterStatus,
     Compare,
@@ -25,10 +25,12 @@ from .types import (
     PutResult,
     RangeResult,
     TxnResult,
+    WatchEvent,
 )
 
 __all__ = [
     "AsyncClient",
+    "AsyncWatch",
     "Client",
     "ClusterStatus",
     "Compacted",
@@ -49,4 +51,6 @@ __all__ = [
     "SessionExpired",
     "TxnResult",
     "Unavailable",
+    "Watch",
+    "WatchEvent",
 ]

@@ -51,6 +51,10 @@ ERROR_DETAIL_KEY = "coterie-error-bin"
 _INVALID, _LIMIT, _COMPACTED, _FUTURE, _STALE, _EXPIRED = 1, 2, 3, 4, 5, 6
 
 DEFAULT_TIMEOUT = 10.0
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1)]
+"""Options of the clients' channels: no limit on received messages (as etcd's client), because one
+watch response holds a whole revision, which has no size bound (a delete of a large prefix with
+``prev_kv``), and a range answer can be large too. The server bounds what clients send it."""
 MAX_ATTEMPTS = 200
 """A hard bound on the attempts of one call, besides its deadline."""
 
@@ -205,6 +209,18 @@ class Router:
                     return ep
             # Every breaker is open: the one that closes first.
             return min(self.endpoints, key=lambda e: self.breakers[e].open_until)
+
+    def pick_avoiding(self, avoid: str) -> str:
+        """Like :meth:`pick` but not ``avoid`` (a member that just failed) while another endpoint is
+        usable; forgets ``avoid`` as the leader."""
+        with self._lock:
+            if self.leader == avoid:
+                self.leader = None
+        for _ in range(len(self.endpoints)):
+            ep = self.pick()
+            if ep != avoid:
+                return ep
+        return self.pick()
 
     def success(self, ep: str) -> None:
         with self._lock:
@@ -436,13 +452,43 @@ class CallState:
 
 # ============================================================================== watches
 
+_WATCH_FATAL_CODES = frozenset({"INVALID_ARGUMENT", "OUT_OF_RANGE", "UNIMPLEMENTED", "PERMISSION_DENIED",
+                                "UNAUTHENTICATED"})
+
+
+def watch_stream_error(exc: Any, endpoint: str) -> tuple[CoterieError, bool]:
+    """A failed watch stream as ``(error, fatal)``. Fatal errors end the watch (the request is
+    malformed or compacted, or the server cannot serve it anywhere); every other failure (the member
+    died, shut down, or dropped the stream) is reported as :class:`Unavailable` so that the watch
+    resumes on another member."""
+    err = map_rpc_error(exc, endpoint=endpoint, write=False, idempotent=True)
+    if err.code in _WATCH_FATAL_CODES or (isinstance(err, ResourceExhausted) and not err.retriable):
+        return err, True
+    if isinstance(err, Unavailable):
+        return err, False
+    return Unavailable(f"the watch stream failed: {err.message}", code=err.code, endpoint=endpoint), False
+
+
+def watch_ended(endpoint: str) -> Unavailable:
+    """The error recorded when a member ends a watch stream by itself (it is shutting down)."""
+    return Unavailable("the member ended the watch stream", code="OK", endpoint=endpoint)
+
 
 class WatchState:
-    """The client side of one resumable watch: what to (re-)create and which revisions were received.
+    """The client side of one resumable watch: what to (re-)create, and how far it has got.
 
-    ``received`` is the last revision whose events were handed to the caller's buffer; a re-created
-    watch starts at ``received + 1`` and events at or below it are dropped, so a reconnect to another
-    member yields no gaps and no duplicates."""
+    Invariant: ``received >= 0`` means every change in the range with revision in
+    ``[first, received]`` has been handed over exactly once (``first`` is ``start_revision``, or the
+    creation revision + 1 for a watch from "now"), in revision order, and nothing above ``received``.
+    It holds because the server sends whole revisions (the changes of one revision are never split
+    across responses, ``kv.proto``), so after each response ``received`` is the revision of its last
+    event, and a watch re-created on any member starts at ``received + 1``. A response that breaks
+    this (an event at or below ``received``, or out of order) raises :class:`CoterieError` instead of
+    silently losing or repeating changes.
+
+    ``received == -1``: a watch from "now" that has not been created yet; the created response sets
+    it to the member's revision at creation, so a resumed watch from "now" misses nothing that
+    happened while it reconnected."""
 
     def __init__(self, key: bytes, range_end: bytes, start_revision: int, prev_kv: bool) -> None:
         if start_revision < 0:
@@ -451,7 +497,6 @@ class WatchState:
         self.range_end = range_end
         self.prev_kv = prev_kv
         self.received = start_revision - 1 if start_revision > 0 else -1
-        """-1: not known yet (a watch from "now" that has not been created)."""
 
     def create_request(self) -> Any:
         start = self.received + 1 if self.received >= 0 else 0
@@ -459,28 +504,40 @@ class WatchState:
             key=self.key, range_end=self.range_end, start_revision=start, prev_kv=self.prev_kv))
 
     def on_response(self, resp: Any, endpoint: str) -> list[WatchEvent]:
-        """The new events of ``resp`` (duplicates dropped); raises :class:`Compacted` or a
-        :class:`CoterieError` if the server canceled the watch."""
+        """The events of ``resp``, advancing ``received``. Raises :class:`Compacted` (with the oldest
+        watchable revision) or :class:`InvalidArgument` if the server canceled the watch, and
+        :class:`CoterieError` if the response breaks the ordering contract."""
         if resp.created and self.received < 0:
             self.received = resp.header.revision  # a watch from "now" starts after this revision
         if resp.canceled:
             if resp.compact_revision:
                 start = self.received + 1
                 raise Compacted(
-                    f"the watch cannot start at revision {start}: it is compacted; the oldest "
+                    f"the watch cannot continue from revision {start}: it is compacted; the oldest "
                     f"watchable revision is {resp.compact_revision}",
                     compact_revision=resp.compact_revision, requested_revision=start,
                     code="OUT_OF_RANGE", endpoint=endpoint)
             raise InvalidArgument(f"the server canceled the watch: {resp.cancel_reason or 'no reason'}",
-                                  endpoint=endpoint)
+                                  code="INVALID_ARGUMENT", endpoint=endpoint)
         out: list[WatchEvent] = []
+        last = self.received
         for ev in resp.events:
             rev = ev.kv.mod_revision
-            if rev <= self.received:
-                continue
+            if rev < last or (rev == last and not out):
+                raise CoterieError(
+                    f"watch protocol violation: an event at revision {rev} after revision {last} was "
+                    "complete (the server split or reordered revisions)", retriable=False,
+                    endpoint=endpoint)
+            last = rev
             kind: Literal["PUT", "DELETE"] = "DELETE" if ev.type == kv_pb2.Event.DELETE else "PUT"
             prev = kv_from_pb(ev.prev_kv) if ev.HasField("prev_kv") and ev.prev_kv.key else None
             out.append(WatchEvent(kind, kv_from_pb(ev.kv), prev))
-        if out:
-            self.received = out[-1].kv.mod_revision
+        self.received = last
         return out
+
+    def delivered_revision(self, pending: Sequence[WatchEvent]) -> int:
+        """The revision up to which every change was yielded to the caller, given the ``pending``
+        (received, not yet yielded) events; -1 before a watch from "now" is created."""
+        if pending:
+            return pending[0].kv.mod_revision - 1
+        return self.received

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
+from collections import deque
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
@@ -12,8 +14,8 @@ import grpc  # type: ignore[import-untyped]
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from . import _core
-from ._core import CallState, Router, SessionState, backoff, map_rpc_error
-from .errors import CoterieError, OutcomeUnknown, SessionExpired
+from ._core import CallState, Router, SessionState, WatchState, backoff, map_rpc_error
+from .errors import CoterieError, OutcomeUnknown, SessionExpired, Unavailable
 from .types import (
     Bytesish,
     ClusterStatus,
@@ -23,11 +25,12 @@ from .types import (
     Op,
     PutResult,
     TxnResult,
+    WatchEvent,
     prefix_end,
     to_bytes,
 )
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "AsyncWatch"]
 
 
 class _Stubs:
@@ -57,6 +60,7 @@ class AsyncClient:
         self._session = SessionState()
         self._write_lock: asyncio.Lock | None = None
         self._closed = False
+        self._watches: weakref.WeakSet[AsyncWatch] = weakref.WeakSet()
 
     # ---------------------------------------------------------------------------------- lifecycle
 
@@ -68,9 +72,11 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the session (best effort) and the channels."""
+        """Close the open watches, the session (best effort) and the channels."""
         if self._closed:
             return
+        for w in list(self._watches):
+            await w.aclose()
         sid = self._session.session_id
         if sid:
             self._session.expire(sid)
@@ -155,6 +161,26 @@ class AsyncClient:
         self._router.learn(members)
         return _core.cluster_status(members, self._router.ids)
 
+    # ---------------------------------------------------------------------------------- watches
+
+    def watch(self, key: Bytesish, range_end: Bytesish | None = None, *, start_revision: int = 0,
+              prev_kv: bool = False) -> AsyncWatch:
+        """Changes to ``key`` (or ``[key, range_end)``) from ``start_revision`` (0: from when the
+        stream opens), as an :class:`AsyncWatch` (``async for`` / ``async with``) of
+        :class:`WatchEvent` in revision order, each change exactly once, across member failures. A
+        start below the compaction point raises :class:`Compacted` (with ``compact_revision``, the
+        oldest watchable revision) from the first ``__anext__``."""
+        k = to_bytes(key)
+        end = to_bytes(range_end, "range_end") if range_end else b""
+        w = AsyncWatch(self, WatchState(k, end, start_revision, prev_kv))
+        self._watches.add(w)
+        return w
+
+    def watch_prefix(self, prefix: Bytesish, *, start_revision: int = 0, prev_kv: bool = False) -> AsyncWatch:
+        """:meth:`watch` of every key starting with ``prefix``."""
+        p = to_bytes(prefix, "prefix")
+        return self.watch(p, prefix_end(p), start_revision=start_revision, prev_kv=prev_kv)
+
     # ---------------------------------------------------------------------------------- internals
 
     def _get_stubs(self, ep: str) -> _Stubs:
@@ -162,7 +188,7 @@ class AsyncClient:
             raise CoterieError("the client is closed", retriable=False)
         s = self._stubs.get(ep)
         if s is None:
-            s = self._stubs[ep] = _Stubs(grpc.aio.insecure_channel(ep))
+            s = self._stubs[ep] = _Stubs(grpc.aio.insecure_channel(ep, options=_core.CHANNEL_OPTIONS))
         return s
 
     async def _status_of(self, ep: str, timeout: float) -> MemberStatus:
@@ -235,3 +261,191 @@ class AsyncClient:
                             f"the session expired while the write's outcome was unknown ({exc.message}); "
                             "it may or may not have been applied", retriable=False) from exc
             raise SessionExpired("the session kept expiring right after being opened", retriable=True)
+
+
+def _task_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (not just a gRPC call under it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class AsyncWatch:
+    """An asyncio watch: ``async for ev in c.watch_prefix(...)`` or
+    ``async with c.watch(...) as w: async for ev in w: ...``, yielding :class:`WatchEvent`.
+
+    The stream is opened by ``async with`` (on enter) or by the first ``__anext__``; for a watch from
+    "now" (``start_revision=0``) that is the point after which changes are seen.
+
+    Invariants: as :class:`coterie.client.Watch`: every change in the range from the start revision
+    on is yielded exactly once, in revision order, all changes of one revision together, across member
+    failures (the stream is re-created on another member from the last complete revision).
+    ``aclose()`` (from any task) ends the iteration: a pending ``__anext__`` raises
+    StopAsyncIteration. A terminal error (:class:`Compacted`, :class:`InvalidArgument`, or
+    :class:`DeadlineExceeded` when no member could be reached within the client's ``timeout``) is
+    raised once, then the iteration ends. Cancelling a pending ``__anext__`` (e.g. by
+    ``asyncio.wait_for``) ends the gRPC call under it (grpc.aio does that), but not the watch: the next
+    ``__anext__`` re-creates the stream from where it left off. One task iterates a watch.
+    ``endpoint``: the member it streams from; :attr:`revision`: how far it has got.
+    """
+
+    def __init__(self, client: AsyncClient, state: WatchState) -> None:
+        self._client = client
+        self._state = state
+        self._buffer: deque[WatchEvent] = deque()
+        self._call: Any = None
+        self._closed = False
+        self._closed_event = asyncio.Event()
+        self._finished = False
+        self._avoid = ""
+        self.endpoint = ""
+        self.reconnects = 0
+        """How many times the stream was re-created on a member after a failure."""
+
+    @property
+    def revision(self) -> int:
+        """The revision up to which every change has been yielded (-1 for a watch from "now" that is
+        not open yet); re-watching from ``revision + 1`` continues without gaps or duplicates."""
+        return self._state.delivered_revision(self._buffer)
+
+    async def __aenter__(self) -> AsyncWatch:
+        if self._call is None and not (self._closed or self._finished):
+            await self._connect_or_finish()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncWatch:
+        return self
+
+    async def aclose(self) -> None:
+        """End the watch (idempotent): a pending ``__anext__`` raises StopAsyncIteration."""
+        self._closed = True
+        self._closed_event.set()
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._hang_up()
+
+    async def _connect_or_finish(self) -> None:
+        try:
+            await self._connect()
+        except asyncio.CancelledError:
+            self._hang_up()  # the task was cancelled: the next __anext__ connects again
+            raise
+        except BaseException:
+            self._finish()
+            raise
+
+    async def _connect(self) -> None:
+        """Open a stream on some member (not the one that just failed, if another is usable) and
+        (re-)create the watch there; returns once the member answered ``created`` (or the watch was
+        closed). Retries with back-off; raises :class:`DeadlineExceeded` after the client's
+        ``timeout``, or the fatal error of the create."""
+        cl = self._client
+        st = CallState(cl.timeout, False, True)
+        while not self._closed:
+            exhausted = st.exhausted()
+            if exhausted is not None:
+                raise exhausted
+            ep = cl._router.pick_avoiding(self._avoid)
+            st.attempts += 1
+            call = self._call = cl._get_stubs(ep).kv.Watch()
+            request = self._state.create_request()
+
+            async def create(call: Any = call, request: Any = request) -> Any:
+                await call.write(request)
+                return await call.read()
+
+            err: CoterieError
+            try:
+                first = await asyncio.wait_for(create(), st.attempt_timeout())
+            except TimeoutError:
+                err = Unavailable(f"no answer to the watch create within {st.attempt_timeout():.1f} s",
+                                  code="DEADLINE_EXCEEDED", endpoint=ep)
+            except asyncio.CancelledError:
+                if _task_cancelled():
+                    raise
+                if self._closed:
+                    return
+                err = Unavailable("the watch create was cancelled", code="CANCELLED", endpoint=ep)
+            except grpc.aio.AioRpcError as exc:
+                err, fatal = _core.watch_stream_error(exc, ep)
+                if fatal and not self._closed:
+                    raise err from None
+            else:
+                if first is grpc.aio.EOF:
+                    err = _core.watch_ended(ep)
+                elif not first.created:
+                    raise CoterieError("the watch stream did not start with a created response",
+                                       endpoint=ep)
+                else:
+                    self._buffer.extend(self._state.on_response(first, ep))
+                    self.endpoint, self._avoid = ep, ""
+                    cl._router.success(ep)
+                    return
+            self._hang_up()
+            if self._closed:
+                return
+            st.failed(err)
+            cl._router.failure(ep, err)
+            self._avoid = ep
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed_event.wait(),
+                                       max(0.0, min(backoff(st.backoffs), st.remaining())))
+            st.backoffs += 1
+
+    async def __anext__(self) -> WatchEvent:
+        while True:
+            if self._closed or self._finished:
+                raise StopAsyncIteration
+            if self._buffer:
+                return self._buffer.popleft()
+            call = self._call
+            if call is None:
+                await self._connect_or_finish()
+                continue
+            ep = self.endpoint
+            try:
+                resp = await call.read()
+            except asyncio.CancelledError:
+                if _task_cancelled():
+                    self._hang_up()  # grpc.aio cancels the call with the read: the next call resumes
+                    raise
+                if self._closed:
+                    raise StopAsyncIteration from None
+                self._hang_up()  # the call was cancelled under us (not by aclose): resume
+                continue
+            except grpc.aio.AioRpcError as exc:
+                if self._closed:
+                    raise StopAsyncIteration from None
+                err, fatal = _core.watch_stream_error(exc, ep)
+                if fatal:
+                    self._finish()
+                    raise err from None
+                await self._resume(ep, err)
+                continue
+            if resp is grpc.aio.EOF:
+                if self._closed:
+                    raise StopAsyncIteration
+                await self._resume(ep, _core.watch_ended(ep))
+                continue
+            try:
+                self._buffer.extend(self._state.on_response(resp, ep))
+            except BaseException:
+                self._finish()
+                raise
+
+    async def _resume(self, ep: str, err: CoterieError) -> None:
+        self._client._router.failure(ep, err)
+        self._hang_up()
+        self._avoid = ep
+        self.reconnects += 1
+        await self._connect_or_finish()

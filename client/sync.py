@@ -6,6 +6,7 @@ import contextlib
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
@@ -16,7 +17,7 @@ from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from . import _core
 from ._core import CallState, Router, SessionState, WatchState, backoff, map_rpc_error
-from .errors import CoterieError, InvalidArgument, OutcomeUnknown, SessionExpired
+from .errors import CoterieError, OutcomeUnknown, SessionExpired, Unavailable
 from .types import (
     Bytesish,
     ClusterStatus,
@@ -62,6 +63,7 @@ class Client:
         self._write_lock = threading.Lock()
         self._lock = threading.Lock()
         self._closed = False
+        self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
 
     # ---------------------------------------------------------------------------------- lifecycle
 
@@ -73,9 +75,11 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Close the session (best effort) and the channels."""
+        """Close the open watches, the session (best effort) and the channels."""
         if self._closed:
             return
+        for w in list(self._watches):
+            w.close()
         sid = self._session.session_id
         if sid:
             self._session.expire(sid)
@@ -163,13 +167,17 @@ class Client:
     def watch(self, key: Bytesish, range_end: Bytesish | None = None, *, start_revision: int = 0,
               prev_kv: bool = False) -> Watch:
         """Changes to ``key`` (or ``[key, range_end)``) from ``start_revision`` (0: from now on), as
-        an iterator of :class:`WatchEvent` in revision order. The watch is established when this
-        returns. It survives member failures (it resumes on another member with no gaps or
-        duplicates); a start below the compaction point raises :class:`Compacted` when iterated.
-        Close it with ``.close()`` or use it as a context manager."""
+        a :class:`Watch`: an iterator of :class:`WatchEvent` in revision order, each change exactly
+        once, all changes of one revision together. The watch is established when this returns (a
+        watch from now sees every change after that). It survives member failures: it resumes on
+        another member with no gaps or duplicates. A start below the compaction point raises
+        :class:`Compacted` (``compact_revision``: the oldest watchable revision) from the first
+        ``next()``. Close it with ``.close()`` (from any thread) or use it as a context manager."""
         k = to_bytes(key)
         end = to_bytes(range_end, "range_end") if range_end else b""
-        return Watch(self, WatchState(k, end, start_revision, prev_kv))
+        w = Watch(self, WatchState(k, end, start_revision, prev_kv))
+        self._watches.add(w)
+        return w
 
     def watch_prefix(self, prefix: Bytesish, *, start_revision: int = 0, prev_kv: bool = False) -> Watch:
         """:meth:`watch` of every key starting with ``prefix``."""
@@ -184,7 +192,7 @@ class Client:
                 raise CoterieError("the client is closed", retriable=False)
             s = self._stubs.get(ep)
             if s is None:
-                s = self._stubs[ep] = _Stubs(grpc.insecure_channel(ep))
+                s = self._stubs[ep] = _Stubs(grpc.insecure_channel(ep, options=_core.CHANNEL_OPTIONS))
             return s
 
     def _status_of(self, ep: str, timeout: float) -> MemberStatus:
@@ -260,8 +268,18 @@ _CLOSE = object()
 
 
 class Watch:
-    """An open watch: iterate it for :class:`WatchEvent`; ``close()`` (from any thread) ends the
-    iteration. ``endpoint`` is the member it currently streams from."""
+    """An open watch: iterate it for :class:`WatchEvent` in revision order.
+
+    Invariants: every change in the range from the start revision on is yielded exactly once and in
+    revision order, across member failures (the stream is re-created on another member from the last
+    complete revision, :class:`~coterie.client._core.WatchState`); all changes of one revision (one
+    txn) are yielded together before any later one. ``close()`` (from any thread, also while another
+    thread is blocked in ``next()``) ends the iteration at once. A terminal error (:class:`Compacted`,
+    :class:`InvalidArgument`, or :class:`DeadlineExceeded` when no member could be reached within the
+    client's ``timeout``) is raised once; the iteration then ends. One thread iterates a watch.
+
+    ``endpoint`` is the member it currently streams from; :attr:`revision` how far it has got.
+    """
 
     def __init__(self, client: Client, state: WatchState) -> None:
         self._client = client
@@ -270,13 +288,23 @@ class Watch:
         self._requests: queue.Queue[object] | None = None
         self._call: Any = None
         self._lock = threading.Lock()
-        self._closed = False
+        self._closed = threading.Event()
+        self._finished = False
         self.endpoint = ""
+        self.reconnects = 0
+        """How many times the stream was re-created on a member after a failure."""
         try:
             self._connect(avoid="")
         except BaseException:
             self.close()
             raise
+
+    @property
+    def revision(self) -> int:
+        """The revision up to which every change has been yielded (for a watch from "now": the
+        revision it was created at, until the first event); re-watching from ``revision + 1``
+        continues without gaps or duplicates."""
+        return self._state.delivered_revision(self._buffer)
 
     def __enter__(self) -> Watch:
         return self
@@ -289,11 +317,13 @@ class Watch:
         return self
 
     def close(self) -> None:
+        """End the watch (idempotent, thread-safe): a blocked ``next()`` raises StopIteration."""
         with self._lock:
-            self._closed = True
+            self._closed.set()
             self._hang_up()
 
     def _hang_up(self) -> None:
+        """Close the current stream (with ``_lock`` held)."""
         if self._requests is not None:
             self._requests.put(_CLOSE)
             self._requests = None
@@ -307,78 +337,115 @@ class Watch:
         while q.get() is not _CLOSE:
             pass
 
+    def _open(self, ep: str) -> Any:
+        """A new stream on ``ep`` carrying the create request, or None if the watch is closed."""
+        with self._lock:
+            if self._closed.is_set():
+                return None
+            q: queue.Queue[object] = queue.Queue()
+            call = self._client._get_stubs(ep).kv.Watch(self._request_iter(q, self._state.create_request()))
+            self._requests, self._call = q, call
+            return call
+
     def _connect(self, avoid: str) -> None:
-        """Open a stream on some member and (re-)create the watch there, until it is created or the
-        client's timeout passes."""
+        """Open a stream on some member (not ``avoid`` if another is usable) and (re-)create the watch
+        there; returns once the member answered ``created`` (or the watch was closed). Retries other
+        members with back-off; raises :class:`DeadlineExceeded` after the client's ``timeout``, or the
+        fatal error of the create (e.g. :class:`InvalidArgument`)."""
         cl = self._client
-        call_state = CallState(cl.timeout, False, True)
-        while True:
-            exhausted = call_state.exhausted()
+        st = CallState(cl.timeout, False, True)
+        while not self._closed.is_set():
+            exhausted = st.exhausted()
             if exhausted is not None:
                 raise exhausted
-            ep = cl._router.pick()
-            if ep == avoid and len(cl._router.endpoints) > 1:
-                ep = cl._router.pick()
-            call_state.attempts += 1
-            with self._lock:
-                if self._closed:
-                    return
-                q: queue.Queue[object] = queue.Queue()
-                self._requests = q
-                self._call = cl._get_stubs(ep).kv.Watch(self._request_iter(q, self._state.create_request()))
-                call = self._call
+            ep = cl._router.pick_avoiding(avoid)
+            st.attempts += 1
+            call = self._open(ep)
+            if call is None:
+                return
+            timed_out = threading.Event()
+
+            def expire(call: Any = call, flag: threading.Event = timed_out) -> None:
+                flag.set()
+                call.cancel()
+
+            timer = threading.Timer(st.attempt_timeout(), expire)
+            timer.daemon = True
+            timer.start()
+            err: CoterieError
             try:
                 first = next(call)
-                self._buffer.extend(self._state.on_response(first, ep))
+            except grpc.RpcError as exc:
+                err, fatal = _core.watch_stream_error(exc, ep)
+                if timed_out.is_set():
+                    err = Unavailable(f"no answer to the watch create within {st.attempt_timeout():.1f} s",
+                                      code="DEADLINE_EXCEEDED", endpoint=ep)
+                    fatal = False
+                if fatal and not self._closed.is_set():
+                    raise err from None
+            except StopIteration:
+                err = _core.watch_ended(ep)
+            else:
                 if not first.created:
                     raise CoterieError("the watch stream did not start with a created response",
                                        endpoint=ep)
-            except grpc.RpcError as exc:
-                with self._lock:
-                    self._hang_up()
-                    if self._closed:
-                        return
-                err = map_rpc_error(exc, endpoint=ep, write=False, idempotent=True)
-                call_state.failed(err)
-                if not err.retriable:
-                    raise err from None
-                cl._router.failure(ep, err)
-                avoid = ep
-                time.sleep(max(0.0, min(backoff(call_state.backoffs), call_state.remaining())))
-                call_state.backoffs += 1
-                continue
-            except StopIteration:
-                with self._lock:
-                    self._hang_up()
-                    if self._closed:
-                        return
-                avoid = ep
-                continue
-            self.endpoint = ep
-            cl._router.success(ep)
-            return
+                self._buffer.extend(self._state.on_response(first, ep))
+                self.endpoint = ep
+                cl._router.success(ep)
+                return
+            finally:
+                timer.cancel()
+            with self._lock:
+                self._hang_up()
+            if self._closed.is_set():
+                return
+            st.failed(err)
+            cl._router.failure(ep, err)
+            avoid = ep
+            self._closed.wait(max(0.0, min(backoff(st.backoffs), st.remaining())))
+            st.backoffs += 1
+
+    def _finish(self) -> None:
+        """After a terminal error: end the iteration and release the stream."""
+        self._finished = True
+        with self._lock:
+            self._hang_up()
 
     def __next__(self) -> WatchEvent:
         while True:
+            if self._closed.is_set() or self._finished:
+                raise StopIteration
             if self._buffer:
                 return self._buffer.popleft()
             with self._lock:
                 call = self._call
-            if self._closed or call is None:
+            if call is None:
                 raise StopIteration
+            ep = self.endpoint
             try:
                 resp = next(call)
             except (grpc.RpcError, StopIteration) as exc:
-                if self._closed:
+                if self._closed.is_set():
                     raise StopIteration from None
-                ep = self.endpoint
                 if isinstance(exc, grpc.RpcError):
-                    err = map_rpc_error(exc, endpoint=ep, write=False, idempotent=True)
-                    if isinstance(err, InvalidArgument):
+                    err, fatal = _core.watch_stream_error(exc, ep)
+                    if fatal:
+                        self._finish()
                         raise err from None
-                    self._client._router.failure(ep, err)
+                else:
+                    err = _core.watch_ended(ep)
+                self._client._router.failure(ep, err)
                 with self._lock:
                     self._hang_up()
-                self._connect(avoid=ep)
+                self.reconnects += 1
+                try:
+                    self._connect(avoid=ep)
+                except BaseException:
+                    self._finish()
+                    raise
                 continue
-            self._buffer.extend(self._state.on_response(resp, self.endpoint))
+            try:
+                self._buffer.extend(self._state.on_response(resp, ep))
+            except BaseException:
+                self._finish()
+                raise

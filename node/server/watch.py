@@ -39,11 +39,14 @@ from ..statemachine import Compacted, Event, KVError
 from .codec import WatchCancel, WatchCreate, watch_request_from_pb, watch_response_to_pb
 from .driver import Driver
 
-__all__ = ["MAX_EVENTS_PER_RESPONSE", "WatchStream"]
+__all__ = ["MAX_EVENTS_PER_RESPONSE", "MAX_RESPONSE_BYTES", "WatchStream"]
 
 MAX_EVENTS_PER_RESPONSE = 1000
 """Events per response before a new one is started (at a revision boundary: a revision's events are
 never split, so one response can hold more)."""
+MAX_RESPONSE_BYTES = 1 << 20
+"""Keys and values (with ``prev_kv``: previous ones too) per response before a new one is started,
+likewise at a revision boundary (one revision may exceed it: clients must accept large messages)."""
 
 
 @dataclass(slots=True)
@@ -155,11 +158,16 @@ class WatchStream:
         w.next_revision = kv.revision + 1  # nothing else in the range up to here
         out: list[list[Event]] = []
         cur: list[Event] = []
+        size = 0
         for ev in events:
-            if len(cur) >= MAX_EVENTS_PER_RESPONSE and ev.kv.mod_revision != cur[-1].kv.mod_revision:
+            full = len(cur) >= MAX_EVENTS_PER_RESPONSE or size >= MAX_RESPONSE_BYTES
+            if full and ev.kv.mod_revision != cur[-1].kv.mod_revision:
                 out.append(cur)
-                cur = []
+                cur, size = [], 0
             cur.append(ev)
+            size += len(ev.kv.key) + len(ev.kv.value)
+            if w.prev_kv and ev.prev_kv is not None:
+                size += len(ev.prev_kv.key) + len(ev.prev_kv.value)
         if cur:
             out.append(cur)
         return out
