@@ -55,6 +55,7 @@ from ..raft import (
 )
 from ..raft.progress import ProgressState
 from ..statemachine import (
+    InvalidArgument,
     KVError,
     LimitExceeded,
     RangeRequest,
@@ -99,6 +100,11 @@ MAX_RECEIVE_MESSAGE_LENGTH = 2 * 1024 * 1024 + 64 * 1024
 1 MiB value, ``Limits.max_value_bytes``, fits with room to spare; the sum of a txn's values is bounded
 by this) plus 64 KiB of slack for keys and framing. Larger requests fail with RESOURCE_EXHAUSTED
 before reaching a handler."""
+
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+"""Largest write request (serialized size) that is proposed. One that gets past gRPC's bound (within
+its 64 KiB of slack) but is over this is refused with INVALID_ARGUMENT naming the limit, before it
+reaches the log (as etcd does with ``--max-request-bytes``)."""
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 _T = TypeVar("_T")
@@ -251,6 +257,10 @@ class _Service:
         )
 
     async def _propose(self, request: PbRequest) -> PbResponse:
+        size = request.ByteSize()
+        if size > MAX_REQUEST_BYTES:
+            raise InvalidArgument(
+                f"request size is {size} bytes, over the limit of 2 MiB ({MAX_REQUEST_BYTES} bytes)")
         cmd = command_from_pb(request, timestamp=_now_ms())
         data = encode_command(
             cmd.request, timestamp=cmd.timestamp, session_id=cmd.session_id, seq=cmd.seq
