@@ -16,6 +16,7 @@ from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 from . import _core
 from ._core import CallState, Router, SessionState, WatchState, backoff, map_rpc_error
 from .errors import CoterieError, OutcomeUnknown, SessionExpired, Unavailable
+from .membership import Member, add_request, member_from_pb, members_from_pb
 from .types import (
     Bytesish,
     ClusterStatus,
@@ -160,6 +161,40 @@ class AsyncClient:
                     for ep in self._router.endpoints if ep not in seen]
         self._router.learn(members)
         return _core.cluster_status(members, self._router.ids)
+
+    # ---------------------------------------------------------------------------------- membership
+
+    async def member_list(self, *, linearizable: bool = True, timeout: float | None = None) -> list[Member]:
+        """Every member (id, name, peer and client address, learner or voter), by id. With
+        ``linearizable`` the answering member first confirms with the leader that it is current."""
+        req = cluster_pb2.MemberListRequest(linearizable=linearizable)
+        resp = await self._invoke("cluster", "MemberList", req, write=False, timeout=timeout)
+        return members_from_pb(resp.members)
+
+    async def member_add(self, peer_addr: str, *, name: str = "", client_addr: str = "",
+                         learner: bool = False, member_id: int = 0, timeout: float | None = None) -> Member:
+        """Add a member listening for Raft traffic at ``peer_addr`` (a non-voting learner if
+        ``learner``; promote it with :meth:`member_promote` once it has caught up), then start it
+        with ``coterie node --initial-cluster-state existing``. Returns it with its id (the leader
+        picks one unless ``member_id`` is given) once the change is committed."""
+        req = add_request(peer_addr, name=name, client_addr=client_addr, learner=learner, member_id=member_id)
+        resp = await self._invoke("cluster", "MemberAdd", req, write=True, idempotent=False, timeout=timeout)
+        return member_from_pb(resp.member)
+
+    async def member_remove(self, member_id: int, *, timeout: float | None = None) -> list[Member]:
+        """Remove a voter or learner; returns the members after the change, once committed."""
+        req = cluster_pb2.MemberRemoveRequest(id=member_id)
+        resp = await self._invoke("cluster", "MemberRemove", req, write=True, idempotent=False,
+                                  timeout=timeout)
+        return members_from_pb(resp.members)
+
+    async def member_promote(self, member_id: int, *, timeout: float | None = None) -> list[Member]:
+        """Make a learner a voter; refused (FailedPrecondition) while it is far behind the leader.
+        Returns the members after the change, once committed."""
+        req = cluster_pb2.MemberPromoteRequest(id=member_id)
+        resp = await self._invoke("cluster", "MemberPromote", req, write=True, idempotent=False,
+                                  timeout=timeout)
+        return members_from_pb(resp.members)
 
     # ---------------------------------------------------------------------------------- watches
 

@@ -477,6 +477,14 @@ def cluster_demo(ctx: click.Context) -> None:
 @click.option("--client-addr", required=True, help="HOST:PORT for clients (KV, Session, Cluster).")
 @click.option("--peer-addr", required=True, help="HOST:PORT for Raft traffic between nodes.")
 @click.option("--initial-cluster", required=True, help="NAME=PEERHOST:PORT,... for every member.")
+@click.option("--initial-cluster-state", type=click.Choice(["new", "existing"]), default="new",
+              show_default=True,
+              help="new: bootstrap the --initial-cluster. existing: join a running cluster after "
+                   "MemberAdd (--initial-cluster lists members to ask, and this node).")
+@click.option("--snapshot-entries", default=10_000, show_default=True, hidden=True,
+              help="Applied entries between state machine snapshots.")
+@click.option("--snapshot-keep", default=1_000, show_default=True, hidden=True,
+              help="Log entries kept behind a snapshot.")
 @click.option("--tick-ms", default=100, show_default=True, help="Milliseconds per Raft tick.")
 @click.option("--election-ticks", default=10, show_default=True, help="Ticks before an election.")
 @click.option("--log-level", default="info", show_default=True)
@@ -488,7 +496,8 @@ def cluster_demo(ctx: click.Context) -> None:
               help="BROKEN ON PURPOSE: reads skip ReadIndex (tests of the Jepsen-style checker only).")
 @click.pass_context
 def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_addr: str,
-         initial_cluster: str, tick_ms: int, election_ticks: int, log_level: str,
+         initial_cluster: str, initial_cluster_state: str, snapshot_entries: int, snapshot_keep: int,
+         tick_ms: int, election_ticks: int, log_level: str,
          max_pending_proposals: int, enable_fault_injection: bool, unsafe_local_reads: bool = False) -> None:
     """Run one node until SIGTERM (graceful) or SIGKILL (nothing acknowledged is lost)."""
     from coterie.node.server.app import Node, NodeConfig, NodeConfigError, parse_initial_cluster
@@ -497,6 +506,8 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_a
     try:
         cfg = NodeConfig(name=name, data_dir=data_dir, client_addr=client_addr, peer_addr=peer_addr,
                          initial_cluster=parse_initial_cluster(initial_cluster),
+                         initial_cluster_state=initial_cluster_state,
+                         snapshot_entries=snapshot_entries, snapshot_keep=snapshot_keep,
                          tick_interval=tick_ms / 1000, election_tick=election_ticks,
                          fault_injection=enable_fault_injection,
                          max_pending_proposals=max_pending_proposals, unsafe_local_reads=unsafe_local_reads)

@@ -11,6 +11,13 @@ Shutdown (:meth:`Node.stop`, on SIGTERM) is idempotent and goes:
 4. close the peer listener and senders, then the WAL.
 
 Nothing is lost by ``kill -9`` at any point either: an acknowledged write is fsynced on a majority.
+
+Membership (:mod:`.members`): a node bootstraps a new cluster (``--initial-cluster-state new``, ids
+1..n from the sorted names of ``--initial-cluster``) or joins an existing one after ``MemberAdd``
+(``existing``): it then asks the members listed in ``--initial-cluster`` for its id and the cluster id
+(``ClusterPeer.Join``) and starts with an empty log, which the leader fills (entries or a snapshot).
+``meta.json`` in the data directory records the cluster id, name, id, whether it joined and the
+members it was told about; a restart trusts it. A node that learns it was removed shuts down.
 """
 
 from __future__ import annotations
@@ -24,15 +31,20 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc  # type: ignore[import-untyped]
-from coterie.v1 import raft_pb2_grpc
+from coterie.v1 import cluster_pb2_grpc, raft_pb2_grpc
 
 from ..raft import ConfState, RaftConfig, RawNode, Role
-from ..statemachine import StateMachine
+from ..statemachine import MemberAttrs, StateMachine
 from ..storage import DiskStorage
 from .driver import Driver, DriverConfig, seeded_rng
+from .members import ClusterPeerService, Membership, join_cluster
 from .peer import MAX_PEER_MESSAGE, Faults, PeerServicer, PeerTransport
+
+if TYPE_CHECKING:
+    from .services import NodeInfo
 
 log = logging.getLogger("coterie.node")
 
@@ -53,6 +65,11 @@ class NodeConfig:
     peer_addr: str
     initial_cluster: dict[str, str]
     """Every initial member's name and peer address (``n1=host:port,...``)."""
+    initial_cluster_state: str = "new"
+    """``new``: bootstrap the cluster of ``initial_cluster``. ``existing``: join a running cluster this
+    node was added to with MemberAdd (``initial_cluster`` then lists members to ask, and this node)."""
+    join_timeout: float = 30.0
+    """Seconds an ``existing`` node keeps asking the members for its id before giving up."""
     tick_interval: float = 0.1
     """Seconds per Raft tick."""
     election_tick: int = 10
@@ -61,6 +78,8 @@ class NodeConfig:
     """Enable the peer fault-injection hooks (tests only)."""
     snapshot_entries: int = 10_000
     """Applied entries between state machine snapshots."""
+    snapshot_keep: int = 1_000
+    """Log entries kept behind a snapshot, so slightly lagging followers catch up without one."""
     unsafe_local_reads: bool = False
     """BROKEN ON PURPOSE, tests only: Range reads skip ReadIndex (the Jepsen-style suite's bug)."""
     max_pending_proposals: int = 4096
@@ -77,6 +96,9 @@ class NodeConfig:
             raise NodeConfigError(
                 f"--peer-addr {self.peer_addr} differs from {self.name}'s address in --initial-cluster "
                 f"({self.initial_cluster[self.name]})")
+        if self.initial_cluster_state not in ("new", "existing"):
+            raise NodeConfigError(
+                f"--initial-cluster-state must be 'new' or 'existing', got {self.initial_cluster_state!r}")
         if self.tick_interval <= 0:
             raise NodeConfigError(f"tick interval must be positive, got {self.tick_interval}")
         if self.max_pending_proposals < 1:
@@ -136,6 +158,39 @@ def check_data_dir(cfg: NodeConfig, cluster_id: str, node_id: int) -> None:
     os.replace(tmp, meta_path)
 
 
+def read_meta(data_dir: Path) -> dict[str, Any] | None:
+    """The data directory's ``meta.json``, or None if there is none yet."""
+    meta_path = data_dir / "meta.json"
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NodeConfigError(f"{meta_path}: unreadable ({exc})") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("id"), int) or not meta.get("cluster_id"):
+        raise NodeConfigError(f"{meta_path}: malformed")
+    return meta
+
+
+def write_meta(data_dir: Path, meta: dict[str, Any]) -> None:
+    """Write ``meta.json`` atomically (temp file, fsync, rename)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = data_dir / "meta.json"
+    tmp = meta_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, meta_path)
+
+
+def _meta_members(meta: dict[str, Any]) -> dict[int, MemberAttrs]:
+    out: dict[int, MemberAttrs] = {}
+    for item in meta.get("members", ()):
+        if isinstance(item, list) and len(item) == 3 and isinstance(item[0], int):
+            out[item[0]] = MemberAttrs(str(item[1]), str(item[2]))
+    return out
+
+
 class Node:
     def __init__(self, cfg: NodeConfig) -> None:
         cfg.validate()
@@ -143,30 +198,89 @@ class Node:
         self.ids = member_ids(cfg.initial_cluster)
         self.id = self.ids[cfg.name]
         self.cluster_id = cluster_id_of(cfg.initial_cluster)
+        self.joined = False
+        """Whether this node joined a running cluster (no bootstrap of its own)."""
+        self.local: dict[int, MemberAttrs] = {}
+        """The members this node was told about outside the log (flags, or the Join answer)."""
+        self.membership: Membership | None = None
+        self.removed = False
+        """Set when this node learnt it was removed from the cluster (it then shuts down)."""
         self.faults = Faults() if cfg.fault_injection else None
         self._stopped = asyncio.Event()
         self._stopping = False
+        self._removal_task: asyncio.Task[None] | None = None
+
+    async def _resolve_identity(self) -> None:
+        """Settle this node's id and cluster id: from ``meta.json`` on a restart, from the flags
+        when bootstrapping, or by asking the cluster when joining (see the module docstring)."""
+        cfg = self.cfg
+        derived = {self.ids[n]: MemberAttrs(n, a) for n, a in cfg.initial_cluster.items()}
+        meta = read_meta(cfg.data_dir)
+        if meta is not None and (meta.get("joined") or cfg.initial_cluster_state == "existing"):
+            if meta.get("name") != cfg.name:
+                raise NodeConfigError(
+                    f"{cfg.data_dir} belongs to node {meta.get('name')!r}, not {cfg.name!r}; "
+                    f"use that node's own --data-dir")
+            self.cluster_id, self.id = str(meta["cluster_id"]), int(meta["id"])
+            self.joined = bool(meta.get("joined"))
+            self.local = _meta_members(meta)
+            return
+        if cfg.initial_cluster_state == "new":
+            check_data_dir(cfg, self.cluster_id, self.id)
+            self.local = derived
+            return
+        peers = [a for n, a in sorted(cfg.initial_cluster.items()) if n != cfg.name]
+        if not peers:
+            raise NodeConfigError("--initial-cluster-state existing: --initial-cluster names no other member")
+        try:
+            resp = await join_cluster(cfg.name, cfg.peer_addr, peers, timeout=cfg.join_timeout)
+        except TimeoutError as exc:
+            raise NodeConfigError(f"--initial-cluster-state existing: {exc}; was it added with MemberAdd?") \
+                from exc
+        self.cluster_id, self.id, self.joined = resp.header.cluster_id, resp.member.id, True
+        self.local = {m.id: MemberAttrs(m.name, m.peer_addr, m.client_addr) for m in resp.members}
+        write_meta(cfg.data_dir, {
+            "cluster_id": self.cluster_id, "name": cfg.name, "id": self.id, "joined": True,
+            "members": [[i, a.name, a.peer_addr] for i, a in sorted(self.local.items())],
+        })
+        log.info("joined the cluster", extra={"node": cfg.name, "id": self.id, "cluster": self.cluster_id})
+
+    def _on_removed(self, why: str) -> None:
+        """This node was removed from the cluster: stop participating, after a short grace period
+        that lets a MemberRemove answer in flight (a removed leader's) reach its caller."""
+        if self.removed:
+            return
+        self.removed = True
+
+        async def stop_later() -> None:
+            await asyncio.sleep(max(0.5, 5 * self.cfg.tick_interval))
+            log.warning("removed from the cluster; shutting down", extra={"node": self.cfg.name, "why": why})
+            await self.stop()
+
+        self._removal_task = asyncio.ensure_future(stop_later())
 
     async def start(self) -> None:
         cfg = self.cfg
-        check_data_dir(cfg, self.cluster_id, self.id)
+        await self._resolve_identity()
         self.storage = DiskStorage.open(cfg.data_dir / "raft")
         st = self.storage.initial_state()
         sm = StateMachine.from_snapshot(st.snapshot.data) if st.snapshot else StateMachine()
         raw = RawNode(RaftConfig(id=self.id, election_tick=cfg.election_tick), seeded_rng(self.id),
                       hard_state=st.hard_state, snapshot=st.snapshot, entries=st.entries,
-                      conf_state=ConfState(tuple(sorted(self.ids.values()))))
-        peers = {self.ids[n]: a for n, a in cfg.initial_cluster.items()}
+                      conf_state=None if self.joined else ConfState(tuple(sorted(self.ids.values()))))
+        peers = {i: a.peer_addr for i, a in self.local.items() if a.peer_addr}
         self.transport = PeerTransport(self.id, self.cluster_id, peers, faults=self.faults)
         self.driver = Driver(raw, self.storage, sm, self.transport,
                              DriverConfig(tick_interval=cfg.tick_interval,
                                           snapshot_entries=cfg.snapshot_entries,
+                                          snapshot_keep=cfg.snapshot_keep,
                                           max_pending_proposals=cfg.max_pending_proposals))
         peer_opts = [("grpc.max_receive_message_length", MAX_PEER_MESSAGE),
                      ("grpc.max_send_message_length", MAX_PEER_MESSAGE)]
         self.peer_server = grpc.aio.server(options=peer_opts)
         raft_pb2_grpc.add_RaftPeerServicer_to_server(
-            PeerServicer(self.cluster_id, self.driver.deliver, self.transport.stats, self.faults),
+            PeerServicer(self.cluster_id, self.driver.deliver, self.transport.stats, self.faults,
+                         is_removed=lambda i: self.driver.sm.members.is_removed(i)),
             self.peer_server)
         if self.peer_server.add_insecure_port(cfg.peer_addr) == 0:
             raise NodeConfigError(f"cannot listen on --peer-addr {cfg.peer_addr}")
@@ -180,6 +294,8 @@ class Node:
         self.transport.start()
         self._driver_task = asyncio.create_task(self.driver.run(), name="driver")
         await self.client_server.start()
+        assert self.membership is not None
+        self.membership.start()
         log.info("node started", extra={"node": cfg.name, "id": self.id, "cluster": self.cluster_id,
                                         "client": cfg.client_addr, "peer": cfg.peer_addr})
 
@@ -193,10 +309,20 @@ class Node:
         info = NodeInfo(id=self.id, name=self.cfg.name, cluster_id=self.cluster_id,
                         client_addr=self.cfg.client_addr, peer_addr=self.cfg.peer_addr,
                         members=members, unsafe_local_reads=self.cfg.unsafe_local_reads)
-        add_services(self.client_server, self.driver, info)
+        self.membership = self._membership(info)
+        add_services(self.client_server, self.driver, info, membership=self.membership)
         from .fault_admin import add_fault_admin
 
         add_fault_admin(self.client_server, self.faults, self.id)
+
+    def _membership(self, info: NodeInfo) -> Membership:
+        """The membership view and operations, with the ClusterPeer service on the peer listener."""
+        m = Membership(self.driver, info, local=self.local, transport=self.transport,
+                       attrs=MemberAttrs(self.cfg.name, self.cfg.peer_addr, self.cfg.client_addr),
+                       publish_interval=max(0.2, 5 * self.cfg.tick_interval))
+        m.on_removed = self._on_removed
+        cluster_pb2_grpc.add_ClusterPeerServicer_to_server(ClusterPeerService(m), self.peer_server)
+        return m
 
     async def stop(self) -> None:
         if self._stopping:
@@ -205,6 +331,8 @@ class Node:
         self._stopping = True
         try:
             await self.client_server.stop(grace=1.0)
+            if self.membership is not None:
+                await self.membership.stop()
             await self._hand_off_leadership()
             self.driver.stop()
             with contextlib.suppress(Exception):

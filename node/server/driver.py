@@ -13,6 +13,14 @@ Nothing else touches the core. gRPC handlers and the peer transport hand work to
    resolving the futures of the proposals they answer; release ReadIndex reads once applied;
 5. ``advance()``; take a state machine snapshot and compact when enough entries were applied.
 
+Membership changes (:meth:`Driver.propose_conf_change`) travel the same way. The entry is applied to
+the state machine's member address book (``StateMachine.apply_membership``) when committed, and
+``on_conf_appended`` callbacks see it as soon as it is in the local log, which is when the core
+starts using the new configuration (thesis 4.1), so the transport can reach a new member at once.
+
+The driver also records when it last heard from each peer and from the leader (loop time), for
+``Status``: :meth:`Driver.leader_contact_seconds` and :meth:`Driver.peer_contact_seconds`.
+
 A proposal's future resolves with the state machine's response when its entry (same index *and*
 term) is applied. If leadership is lost first, it fails with :class:`OutcomeUnknown`: the entry may
 still commit, so only an idempotent (session-numbered) retry is safe.
@@ -31,6 +39,7 @@ from typing import Any, Protocol
 
 from ..raft import (
     ConfChange,
+    ConfChangeType,
     EntryType,
     Message,
     NotLeader,
@@ -125,6 +134,11 @@ class Driver:
         self._last_snapshot = sm.applied_index
         self.role = Role.FOLLOWER
         self.leader = 0
+        self.on_conf_appended: list[Callable[[ConfChange], None]] = []
+        """Callbacks run (on the loop) for each membership change written to the local log, before
+        the Ready's messages are sent; it may still be truncated later. Must be quick, not raise."""
+        self._last_heard: dict[int, float] = {}
+        self._leader_contact: float | None = None
         self.on_applied: list[Callable[[], None]] = []
         """Callbacks run (on the loop, in order) after a Ready's snapshot or committed entries were
         applied, i.e. whenever ``sm`` may have advanced (watches subscribe here). They must be quick,
@@ -154,6 +168,37 @@ class Driver:
         self._inbox.append(("propose", data, fut))
         self._wake.set()
         return await fut
+
+    async def propose_conf_change(self, cc: ConfChange) -> Response:
+        """Replicate the membership change ``cc`` (thesis 4.1, one at a time) and return once it is
+        applied here (hence committed). Raises like :meth:`propose`, plus ``ConfChangeInProgress``
+        while another change is unapplied and ``InvalidConfChange`` if it makes no sense."""
+        if self._stopping:
+            raise Stopped("node is shutting down")
+        if self.role != Role.LEADER:
+            raise NotLeader(self.leader)
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._queued_proposals += 1
+        self._inbox.append(("conf", cc, fut))
+        self._wake.set()
+        return await fut
+
+    def leader_contact_seconds(self) -> float:
+        """Seconds since this node last received a message from the leader of the moment: 0 on the
+        leader itself, negative if it never heard from one since it started."""
+        if self.role == Role.LEADER:
+            return 0.0
+        if self._leader_contact is None:
+            return -1.0
+        return max(0.0, asyncio.get_running_loop().time() - self._leader_contact)
+
+    def peer_contact_seconds(self, peer: int) -> float:
+        """Seconds since this node last received a message from ``peer`` (0 for itself); negative
+        if never since it started."""
+        if peer == self.raw.id:
+            return 0.0
+        t = self._last_heard.get(peer)
+        return -1.0 if t is None else max(0.0, asyncio.get_running_loop().time() - t)
 
     async def read_barrier(self) -> int:
         """Wait until this node's state machine reflects every write committed before the call
@@ -212,12 +257,16 @@ class Driver:
             kind, arg, fut = self._inbox.popleft()
             if kind == "msg":
                 raw.step(arg)
-            elif kind == "propose":
+                now = asyncio.get_running_loop().time()
+                self._last_heard[arg.frm] = now
+                if arg.frm == raw.raft.lead and arg.term == raw.raft.term:
+                    self._leader_contact = now
+            elif kind == "propose" or kind == "conf":
                 self._queued_proposals -= 1
                 if fut.done():
                     continue
                 try:
-                    term, index = raw.propose(arg)
+                    term, index = raw.propose(arg) if kind == "propose" else raw.propose_conf_change(arg)
                 except ProposalDropped as exc:
                     fut.set_exception(exc)
                     continue
@@ -248,6 +297,12 @@ class Driver:
                         f"no read index from leader {who} within {self.cfg.read_timeout} s"))
 
     async def _handle_ready(self, rd: Ready) -> None:
+        if self.on_conf_appended:
+            for e in rd.entries:
+                if e.type == EntryType.CONF_CHANGE:
+                    cc = _confchange.decode(e.data)
+                    for cb in list(self.on_conf_appended):
+                        cb(cc)
         self.transport.send(rd.messages)
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
             await asyncio.to_thread(self.storage.save, rd.hard_state, rd.entries, rd.snapshot,
@@ -259,9 +314,11 @@ class Driver:
             if e.index <= self.sm.applied_index:
                 continue
             if e.type == EntryType.CONF_CHANGE:
-                resp = self.sm.apply(e.index, b"")
+                cc = _confchange.decode(e.data)
+                resp = self.sm.apply_membership(e.index, cc.node_id, removed=cc.type == ConfChangeType.REMOVE,
+                                                context=cc.context)
                 if self.on_conf_change is not None:
-                    self.on_conf_change(_confchange.decode(e.data))
+                    self.on_conf_change(cc)
             else:
                 resp = self.sm.apply(e.index, e.data)
             p = self._proposals.pop(e.index, None)

@@ -7,6 +7,12 @@ the new messages and counts the drop, and a broken stream is reopened with expon
 (capped), dropping what was queued meanwhile. The peer listener is a separate gRPC server from the
 client one (a bulkhead), so client load cannot take the peer port's capacity.
 
+The set of peers follows the configuration (:meth:`PeerTransport.set_peers`, driven by the node's
+membership view): links are opened for new members, re-pointed when an address changes and closed
+for removed ones. A removed member's traffic is refused by the receiver with FAILED_PRECONDITION and
+the ``coterie-member-removed`` trailing metadata (:data:`REMOVED_KEY`); the sender's link then stops
+and tells its owner (``PeerTransport.on_removed``), so a removed node stops participating.
+
 Fault injection for tests (``drop_rate``, ``delay``, ``blocked``) is applied here, in the application's
 transport: it exists only when a node is started with fault injection enabled.
 """
@@ -28,6 +34,9 @@ from ..statemachine.errors import InvalidArgument
 from .codec import batch_from_pb, batch_to_pb
 
 log = logging.getLogger("coterie.peer")
+
+REMOVED_KEY = "coterie-member-removed"
+"""Trailing metadata key on a peer call refused because the sender was removed from the cluster."""
 
 MAX_PEER_MESSAGE = 64 << 20
 """Largest peer gRPC message (bytes): appends are capped by the core's max_size_per_msg and snapshot
@@ -62,17 +71,22 @@ class PeerServicer(raft_pb2_grpc.RaftPeerServicer):  # type: ignore[misc]
     """Receives batches from peers and hands their messages to the driver."""
 
     def __init__(self, cluster_id: str, deliver: Callable[[Message], None], stats: PeerStats,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, *, is_removed: Callable[[int], bool] | None = None) -> None:
         self.cluster_id = cluster_id
         self.deliver = deliver
         self.stats = stats
         self.faults = faults
+        self.is_removed = is_removed
+        """Whether a member id was removed from the cluster (its batches are then refused)."""
 
     def _accept(self, batch: raft_pb2.MessageBatch) -> int:
         if batch.cluster_id != self.cluster_id:
             self.stats.rejected_batches += 1
             raise InvalidArgument(
                 f"MessageBatch.cluster_id: {batch.cluster_id!r} is not this cluster ({self.cluster_id!r})")
+        if self.is_removed is not None and self.is_removed(batch.from_id):
+            self.stats.rejected_batches += 1
+            raise _SenderRemoved(batch.from_id)
         if self.faults is not None and (batch.from_id in self.faults.blocked
                                         or batch.from_id in self.faults.blocked_in):
             self.stats.dropped_faults += 1
@@ -93,6 +107,8 @@ class PeerServicer(raft_pb2_grpc.RaftPeerServicer):  # type: ignore[misc]
             except InvalidArgument as exc:
                 log.warning("rejected peer batch: %s", exc)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except _SenderRemoved as exc:
+                await _abort_removed(context, exc)
         return raft_pb2.StreamAck(batches=batches, messages=messages)
 
     async def Send(self, request: raft_pb2.MessageBatch,  # noqa: N802
@@ -101,7 +117,20 @@ class PeerServicer(raft_pb2_grpc.RaftPeerServicer):  # type: ignore[misc]
             n = self._accept(request)
         except InvalidArgument as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except _SenderRemoved as exc:
+            await _abort_removed(context, exc)
         return raft_pb2.StreamAck(batches=1, messages=n)
+
+
+class _SenderRemoved(Exception):
+    def __init__(self, member_id: int) -> None:
+        super().__init__(f"member {member_id} was removed from the cluster; its traffic is refused")
+        self.member_id = member_id
+
+
+async def _abort_removed(context: grpc.aio.ServicerContext, exc: _SenderRemoved) -> None:
+    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc),
+                        trailing_metadata=((REMOVED_KEY, str(exc.member_id)),))
 
 
 class _PeerLink:
@@ -114,6 +143,13 @@ class _PeerLink:
         self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=owner.queue_size)
         self.connected = False
         self.task: asyncio.Task[None] | None = None
+
+    def _refused_as_removed(self, exc: Exception) -> bool:
+        if not isinstance(exc, grpc.aio.AioRpcError) or exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            return False
+        with contextlib.suppress(Exception):
+            return any(k == REMOVED_KEY for k, _v in (exc.trailing_metadata() or ()))
+        return False
 
     async def _batches(self) -> AsyncIterator[raft_pb2.MessageBatch]:
         o = self.owner
@@ -155,6 +191,13 @@ class _PeerLink:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # grpc.aio.AioRpcError, TimeoutError, ...
+                if self._refused_as_removed(exc):
+                    log.warning("peer %s (%s) refuses this member's traffic: it was removed from the cluster",
+                                self.peer_id, self.addr)
+                    self.connected = False
+                    if self.owner.on_removed is not None:
+                        self.owner.on_removed(self.peer_id)
+                    return
                 if self.connected:
                     log.info("peer stream to %s (%s) broke: %s", self.peer_id, self.addr, exc)
             self.connected = False
@@ -179,21 +222,45 @@ class PeerTransport:
         self.faults = faults
         self.stats = PeerStats()
         self.rng = random.Random()
+        self.on_removed: Callable[[int], None] | None = None
+        """Called with a peer's id when that peer refuses our traffic because we were removed."""
         self.links: dict[int, _PeerLink] = {}
+        self._started = False
         for pid, addr in peers.items():
             if pid != node_id:
                 self.links[pid] = _PeerLink(self, pid, addr)
 
     def start(self) -> None:
+        self._started = True
         for link in self.links.values():
             if link.task is None:
                 link.task = asyncio.create_task(link.run(), name=f"peer-{link.peer_id}")
 
     def add_peer(self, peer_id: int, addr: str) -> None:
-        if peer_id == self.node_id or peer_id in self.links:
+        """Open a link to ``peer_id`` at ``addr``, or re-point the existing one if it moved."""
+        if peer_id == self.node_id:
             return
+        old = self.links.get(peer_id)
+        if old is not None:
+            if old.addr == addr:
+                return
+            self.remove_peer(peer_id)
         link = self.links[peer_id] = _PeerLink(self, peer_id, addr)
-        link.task = asyncio.create_task(link.run(), name=f"peer-{peer_id}")
+        if self._started:
+            link.task = asyncio.create_task(link.run(), name=f"peer-{peer_id}")
+
+    def remove_peer(self, peer_id: int) -> None:
+        """Close the link to ``peer_id`` (messages to it are dropped from now on)."""
+        link = self.links.pop(peer_id, None)
+        if link is not None and link.task is not None:
+            link.task.cancel()
+
+    def set_peers(self, peers: dict[int, str]) -> None:
+        """Exactly these links (id -> peer address; this node's own id is ignored)."""
+        for pid in [p for p in self.links if p not in peers]:
+            self.remove_peer(pid)
+        for pid, addr in peers.items():
+            self.add_peer(pid, addr)
 
     def send(self, messages: Sequence[Message]) -> None:
         for m in messages:

@@ -26,12 +26,20 @@ NotLeader and other dropped proposals       UNAVAILABLE             ``coterie-le
                                                                     ``coterie-leader-addr``
 Overloaded                                  RESOURCE_EXHAUSTED
 OutcomeUnknown, ReadTimeout, Stopped        UNAVAILABLE
+MembershipError (:mod:`.errors`)            its ``status``: NOT_FOUND,
+                                            ALREADY_EXISTS, INVALID_ARGUMENT
+                                            or FAILED_PRECONDITION
 ==========================================  ======================  ==================================
 
 ``coterie-error-bin`` holds a serialized :class:`kv_pb2.ErrorDetail`; ``coterie-leader-id`` the
 leader's member id (decimal) when known, and ``coterie-leader-addr`` its client address when
-:attr:`NodeInfo.members` knows it. The admin calls of ``Cluster`` answer a non-leader with
+:attr:`NodeInfo.members` knows it (a running node keeps it filled from the replicated member address
+book, :mod:`.members`). The admin calls of ``Cluster`` answer a non-leader with
 FAILED_PRECONDITION instead, as ``cluster.proto`` documents, with the same leader metadata.
+
+Membership (``MemberAdd``, ``MemberRemove``, ``MemberPromote``, ``MemberList``) is served by
+:class:`~.members.Membership`; ``Status`` reports how long ago this node heard from the leader
+(``leader_contact_seconds``) and, on the leader, from each peer (``last_contact_seconds``).
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc  # type: ignore[import-untyped]
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
@@ -73,7 +81,11 @@ from .codec import (
     status_code_for,
 )
 from .driver import Driver, OutcomeUnknown, Overloaded, ReadTimeout, Stopped
+from .errors import MembershipError
 from .watch import WatchStream
+
+if TYPE_CHECKING:
+    from .members import Membership
 
 __all__ = [
     "LEADER_ADDR_KEY",
@@ -192,6 +204,8 @@ def error_status(
             message = f"{message} ({_human_bytes(exc.maximum)})"
         detail = error_to_pb(exc)
         return status_code_for(exc), message, ((ERROR_DETAIL_KEY, detail.SerializeToString()),)
+    if isinstance(exc, MembershipError):
+        return getattr(_SC, exc.status), str(exc), ()
     if isinstance(exc, NotLeader):
         who = exc.leader_hint or leader
         msg = f"not the leader; retry on member {who}" if who else "not the leader; no leader known"
@@ -367,15 +381,21 @@ class SessionService(_Service):
 
 
 class ClusterService(_Service):
-    """``coterie.v1.Cluster``: Status, MemberList and TransferLeader; membership changes are not
-    served yet (UNIMPLEMENTED)."""
+    """``coterie.v1.Cluster``: Status, the membership calls (through :class:`~.members.Membership`)
+    and TransferLeader."""
 
     not_leader_status = _SC.FAILED_PRECONDITION
 
-    def __init__(self, driver: Driver, node_info: NodeInfo, *, transfer_timeout: float = 5.0) -> None:
+    def __init__(self, driver: Driver, node_info: NodeInfo, *, transfer_timeout: float = 5.0,
+                 membership: Membership | None = None) -> None:
         super().__init__(driver, node_info)
         self.transfer_timeout = transfer_timeout
         """Longest wait for a transfer to complete when the call has no shorter deadline."""
+        if membership is None:
+            from .members import Membership
+
+            membership = Membership(driver, node_info)
+        self.membership = membership
 
     async def Status(  # noqa: N802
         self, request: cluster_pb2.StatusRequest, context: Any
@@ -398,8 +418,8 @@ class ClusterService(_Service):
             first_index=st.first_index,
             last_index=st.last_index,
             lead_transferee=st.lead_transferee,
-            # The driver does not track contact times yet: "never" on a follower, 0 on the leader.
-            leader_contact_seconds=0.0 if st.role == Role.LEADER else -1.0,
+            leader_contact_seconds=self.driver.leader_contact_seconds(),
+            members=self._members(),
         )
         for pid in sorted(st.peers):
             p = st.peers[pid]
@@ -410,7 +430,7 @@ class ClusterService(_Service):
                 state=int(ProgressState[p.state]),
                 is_learner=p.learner,
                 recent_active=p.recent_active,
-                last_contact_seconds=0.0 if pid == st.id else -1.0,
+                last_contact_seconds=self.driver.peer_contact_seconds(pid),
             )
         return resp
 
@@ -427,37 +447,51 @@ class ClusterService(_Service):
         )
 
     def _members(self) -> list[cluster_pb2.Member]:
-        cs = self.driver.status().conf_state
-        learners = set(cs.learners)
-        out = []
-        for mid in sorted({*cs.voters, *learners}):
-            m = self.info.member(mid)
-            out.append(
-                cluster_pb2.Member(
-                    id=mid,
-                    name=m.name,
-                    peer_addr=m.peer_addr,
-                    client_addr=m.client_addr,
-                    is_learner=mid in learners,
-                )
-            )
-        return out
+        return self.membership.members_pb()
 
-    async def MemberAdd(self, request: Any, context: Any) -> Any:  # noqa: N802
-        await self._unimplemented(context, "MemberAdd")
+    async def MemberAdd(  # noqa: N802
+        self, request: cluster_pb2.MemberAddRequest, context: Any
+    ) -> cluster_pb2.MemberAddResponse:
+        return await self._run(context, self._member_add(request))
 
-    async def MemberRemove(self, request: Any, context: Any) -> Any:  # noqa: N802
-        await self._unimplemented(context, "MemberRemove")
+    async def _member_add(self, request: cluster_pb2.MemberAddRequest) -> cluster_pb2.MemberAddResponse:
+        mid = await self.membership.add(
+            peer_addr=request.peer_addr,
+            name=request.name,
+            client_addr=request.client_addr,
+            learner=request.as_learner,
+            member_id=request.id,
+        )
+        members = self._members()
+        added = next((m for m in members if m.id == mid), cluster_pb2.Member(id=mid))
+        return cluster_pb2.MemberAddResponse(
+            header=self._response_header(self.driver.sm.revision), member=added, members=members
+        )
 
-    async def MemberPromote(self, request: Any, context: Any) -> Any:  # noqa: N802
-        await self._unimplemented(context, "MemberPromote")
+    async def MemberRemove(  # noqa: N802
+        self, request: cluster_pb2.MemberRemoveRequest, context: Any
+    ) -> cluster_pb2.MemberRemoveResponse:
+        return await self._run(context, self._member_remove(request))
 
-    @staticmethod
-    async def _unimplemented(context: Any, name: str) -> None:
-        await context.abort(
-            _SC.UNIMPLEMENTED,
-            f"Cluster.{name}: membership changes are not served over gRPC yet; "
-            "configure the members at bootstrap",
+    async def _member_remove(
+        self, request: cluster_pb2.MemberRemoveRequest
+    ) -> cluster_pb2.MemberRemoveResponse:
+        await self.membership.remove(request.id)
+        return cluster_pb2.MemberRemoveResponse(
+            header=self._response_header(self.driver.sm.revision), members=self._members()
+        )
+
+    async def MemberPromote(  # noqa: N802
+        self, request: cluster_pb2.MemberPromoteRequest, context: Any
+    ) -> cluster_pb2.MemberPromoteResponse:
+        return await self._run(context, self._member_promote(request))
+
+    async def _member_promote(
+        self, request: cluster_pb2.MemberPromoteRequest
+    ) -> cluster_pb2.MemberPromoteResponse:
+        await self.membership.promote(request.id)
+        return cluster_pb2.MemberPromoteResponse(
+            header=self._response_header(self.driver.sm.revision), members=self._members()
         )
 
     async def TransferLeader(  # noqa: N802
@@ -495,7 +529,9 @@ class ClusterService(_Service):
         )
 
 
-def add_services(server: grpc.aio.Server, driver: Driver, node_info: NodeInfo) -> None:
+def add_services(
+    server: grpc.aio.Server, driver: Driver, node_info: NodeInfo, *, membership: Membership | None = None
+) -> None:
     """Register the ``KV``, ``Session`` and ``Cluster`` services of ``driver`` on ``server``.
 
     The caller creates the server with ``("grpc.max_receive_message_length",
@@ -506,4 +542,6 @@ def add_services(server: grpc.aio.Server, driver: Driver, node_info: NodeInfo) -
     """
     kv_pb2_grpc.add_KVServicer_to_server(KVService(driver, node_info), server)
     kv_pb2_grpc.add_SessionServicer_to_server(SessionService(driver, node_info), server)
-    cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(driver, node_info), server)
+    cluster_pb2_grpc.add_ClusterServicer_to_server(
+        ClusterService(driver, node_info, membership=membership), server
+    )

@@ -28,6 +28,7 @@ from .errors import (
     StaleRequest,
 )
 from .machine import DEFAULT_SESSION_TTL_MS, StateMachine
+from .members import MemberAttrs, MemberTable, decode_member_context, encode_member_context
 from .mvcc import KVStore
 from .sessions import Session, SessionTable
 from .types import (
@@ -47,6 +48,7 @@ from .types import (
     KeepAliveRequest,
     KeyValue,
     Limits,
+    MemberAttrsRequest,
     NoopRequest,
     NoopResponse,
     Op,
@@ -90,6 +92,9 @@ __all__ = [
     "KeyValue",
     "LimitExceeded",
     "Limits",
+    "MemberAttrs",
+    "MemberAttrsRequest",
+    "MemberTable",
     "NoopRequest",
     "NoopResponse",
     "Op",
@@ -111,8 +116,10 @@ __all__ = [
     "TxnRequest",
     "TxnResponse",
     "decode_command",
+    "decode_member_context",
     "decode_response",
     "encode_command",
+    "encode_member_context",
     "encode_response",
     "in_range",
     "prefix_end",

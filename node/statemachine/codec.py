@@ -16,6 +16,7 @@ TXN                     ``[[compare...], [op...], [op...]]``; compare ``[target,
 COMPACT                 ``[revision]``
 REGISTER_SESSION, NOOP  ``[]``
 KEEP_ALIVE, CLOSE       ``[session_id]``
+MEMBER_ATTRS            ``[member_id, name, peer_addr, client_addr]`` (strings are msgpack ``str``)
 ======================  ==========================================================================
 
 Keys and values are msgpack ``bin``; integers are non-negative and below 2**63 (compare values may
@@ -56,6 +57,7 @@ from .types import (
     EventType,
     KeepAliveRequest,
     KeyValue,
+    MemberAttrsRequest,
     NoopRequest,
     NoopResponse,
     Op,
@@ -107,6 +109,7 @@ class OpType(IntEnum):
     REGISTER_SESSION = 6
     KEEP_ALIVE = 7
     CLOSE_SESSION = 8
+    MEMBER_ATTRS = 9
 
 
 class ResponseType(IntEnum):
@@ -170,6 +173,12 @@ def _id(v: Any, what: str) -> Any:
     return v
 
 
+def _str(v: Any, what: str) -> str:
+    if type(v) is not str:
+        raise InvalidArgument(f"{what} must be a string, got {type(v).__name__}")
+    return v
+
+
 def _list(v: Any, what: str) -> list[Any]:
     if type(v) is not list:
         raise InvalidArgument(f"{what} must be an array, got {type(v).__name__}")
@@ -209,6 +218,12 @@ _RANGE_SPEC: list[tuple[str, _Check, Any]] = [
     ("count_only", _bool, False),
     ("keys_only", _bool, False),
 ]
+_MEMBER_ATTRS_SPEC: list[tuple[str, _Check, Any]] = [
+    ("member_id", _uint, _REQUIRED),
+    ("name", _str, ""),
+    ("peer_addr", _str, ""),
+    ("client_addr", _str, ""),
+]
 _DELETE_SPEC: list[tuple[str, _Check, Any]] = [
     ("key", _bytes, _REQUIRED),
     ("range_end", _opt_bytes, None),
@@ -241,6 +256,7 @@ _OP_TYPES: dict[type, OpType] = {
     RegisterSessionRequest: OpType.REGISTER_SESSION,
     KeepAliveRequest: OpType.KEEP_ALIVE,
     CloseSessionRequest: OpType.CLOSE_SESSION,
+    MemberAttrsRequest: OpType.MEMBER_ATTRS,
 }
 
 
@@ -257,6 +273,8 @@ def _encode_body(request: Request) -> list[Any]:
         return [request.revision]
     if isinstance(request, KeepAliveRequest | CloseSessionRequest):
         return [request.session_id]
+    if isinstance(request, MemberAttrsRequest):
+        return [request.member_id, request.name, request.peer_addr, request.client_addr]
     return []
 
 
@@ -328,6 +346,8 @@ def _decode_request(op_type: int, body: Any) -> Request:
     if op_type in (OpType.REGISTER_SESSION, OpType.NOOP):
         _fields(body, OpType(op_type).name.lower(), [])
         return RegisterSessionRequest() if op_type == OpType.REGISTER_SESSION else NoopRequest()
+    if op_type == OpType.MEMBER_ATTRS:
+        return MemberAttrsRequest(*_fields(body, "member_attrs", _MEMBER_ATTRS_SPEC))
     raise InvalidArgument(f"unknown command op type {op_type}")
 
 

@@ -10,6 +10,11 @@ and changes nothing except the replicated clock, session expiry and ``applied_in
 never raises for the content of an entry. It raises ``ValueError`` only when the *host* breaks the
 contract by applying an index at or below ``applied_index``.
 
+Membership: the committed membership changes of the Raft log are applied too
+(:meth:`StateMachine.apply_membership`), with the attributes members publish
+(:class:`MemberAttrsRequest`), into the member address book :attr:`StateMachine.members`
+(:mod:`.members`), which snapshots keep.
+
 Apply order for one entry: decode; advance ``now`` to ``max(now, timestamp)``; expire idle sessions
 (see :mod:`.sessions`); resolve the session (unknown -> ``SessionExpired``, old seq ->
 ``StaleRequest``, repeated seq -> the cached response); execute; cache the response in the session.
@@ -21,6 +26,7 @@ from typing import Any
 
 from .codec import decode_command, pack, unpack
 from .errors import InvalidArgument, KVError, SessionExpired, StaleRequest
+from .members import MemberAttrs, MemberTable, decode_member_context
 from .mvcc import KVStore
 from .sessions import SessionTable
 from .types import (
@@ -31,6 +37,7 @@ from .types import (
     ErrorResponse,
     KeepAliveRequest,
     Limits,
+    MemberAttrsRequest,
     NoopResponse,
     PutRequest,
     RangeRequest,
@@ -61,6 +68,8 @@ class StateMachine:
         self.limits = limits if limits is not None else Limits()
         self.kv = KVStore(self.limits)
         self.sessions = SessionTable(session_ttl)
+        self.members = MemberTable()
+        """The member address book (:mod:`.members`)."""
         self._applied_index = 0
         self._now = 0
 
@@ -90,6 +99,22 @@ class StateMachine:
         except InvalidArgument as e:
             return ErrorResponse(self.kv.revision, e)
         return self._apply_command(index, command)
+
+    def apply_membership(
+        self, index: int, member_id: int, *, removed: bool, context: bytes = b""
+    ) -> Response:
+        """Apply the committed membership change at log ``index`` (> :attr:`applied_index`): member
+        ``member_id`` was added, promoted (``context`` carries its attributes, see
+        :func:`~.members.encode_member_context`, or nothing) or ``removed``. Changes nothing else:
+        not the revision, the clock or the sessions."""
+        if index <= self._applied_index:
+            raise ValueError(f"entry {index} is at or below the applied index {self._applied_index}")
+        self._applied_index = index
+        if removed:
+            self.members.member_removed(member_id)
+        else:
+            self.members.member_added(member_id, decode_member_context(context))
+        return NoopResponse(self.kv.revision)
 
     def _apply_command(self, index: int, cmd: Command) -> Response:
         self._now = max(self._now, cmd.timestamp)
@@ -151,6 +176,9 @@ class StateMachine:
                 if not self.sessions.close(req.session_id):
                     raise SessionExpired(req.session_id)
                 return SessionResponse(kv.revision, req.session_id)
+            if isinstance(req, MemberAttrsRequest):
+                self.members.set_attrs(req.member_id, MemberAttrs(req.name, req.peer_addr, req.client_addr))
+                return NoopResponse(kv.revision)
             return NoopResponse(kv.revision)
         except KVError as e:
             return ErrorResponse(kv.revision, e)
@@ -158,8 +186,9 @@ class StateMachine:
     # -------------------------------------------------------------------------------------- snapshot
 
     def snapshot(self) -> bytes:
-        """The whole state as msgpack: ``[magic, version, applied_index, now, kv, sessions]`` (see
-        ``KVStore.dump`` and ``SessionTable.dump``). Equal states give equal bytes."""
+        """The whole state as msgpack: ``[magic, version, applied_index, now, kv, sessions, members]``
+        (see ``KVStore.dump``, ``SessionTable.dump`` and ``MemberTable.dump``; ``members`` was
+        appended to the format and may be missing in older snapshots). Equal states give equal bytes."""
         return pack(
             [
                 SNAPSHOT_MAGIC,
@@ -168,6 +197,7 @@ class StateMachine:
                 self._now,
                 self.kv.dump(),
                 self.sessions.dump(),
+                self.members.dump(),
             ]
         )
 
@@ -175,19 +205,20 @@ class StateMachine:
         """Replace the whole state with a :meth:`snapshot`. Raises ``InvalidArgument`` (and keeps the
         current state) if ``data`` is not a readable snapshot."""
         obj: Any = unpack(data)
-        if type(obj) is not list or len(obj) != 6 or obj[0] != SNAPSHOT_MAGIC:
+        if type(obj) is not list or len(obj) not in (6, 7) or obj[0] != SNAPSHOT_MAGIC:
             raise InvalidArgument("not a coterie state machine snapshot")
         if obj[1] != SNAPSHOT_VERSION:
             raise InvalidArgument(
                 f"unsupported snapshot version {obj[1]!r} (this replica reads {SNAPSHOT_VERSION})"
             )
-        _, _, applied_index, now, kv_obj, sessions_obj = obj
+        _, _, applied_index, now, kv_obj, sessions_obj = obj[:6]
         if type(applied_index) is not int or type(now) is not int or applied_index < 0 or now < 0:
             raise InvalidArgument("malformed snapshot header")
         kv = KVStore.load(kv_obj, self.limits)
         sessions = SessionTable(self.sessions.ttl)
         sessions.load(sessions_obj)
-        self.kv, self.sessions = kv, sessions
+        members = MemberTable.load(obj[6]) if len(obj) == 7 else MemberTable()
+        self.kv, self.sessions, self.members = kv, sessions, members
         self._applied_index, self._now = applied_index, now
 
     @classmethod

@@ -295,6 +295,18 @@ class NoopRequest:
     """Changes nothing; a leader can propose one to advance the replicated clock (session expiry)."""
 
 
+@dataclass(frozen=True, slots=True)
+class MemberAttrsRequest:
+    """Member ``member_id`` publishes its name and addresses to the member address book
+    (:mod:`.members`); an empty field keeps the value the book has. Answered with a
+    ``NoopResponse``, or an ``InvalidArgument`` error if the member was removed."""
+
+    member_id: int
+    name: str = ""
+    peer_addr: str = ""
+    client_addr: str = ""
+
+
 Request = (
     PutRequest
     | RangeRequest
@@ -305,6 +317,7 @@ Request = (
     | KeepAliveRequest
     | CloseSessionRequest
     | NoopRequest
+    | MemberAttrsRequest
 )
 
 

@@ -65,7 +65,7 @@ class PeerProgress(_message.Message):
     def __init__(self, id: _Optional[int] = ..., match: _Optional[int] = ..., next: _Optional[int] = ..., state: _Optional[_Union[ProgressState, str]] = ..., is_learner: _Optional[bool] = ..., recent_active: _Optional[bool] = ..., last_contact_seconds: _Optional[float] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("header", "member_id", "name", "role", "term", "leader_id", "commit_index", "applied_index", "first_index", "last_index", "progress", "leader_contact_seconds", "lead_transferee")
+    __slots__ = ("header", "member_id", "name", "role", "term", "leader_id", "commit_index", "applied_index", "first_index", "last_index", "progress", "leader_contact_seconds", "lead_transferee", "members")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class StatusResponse(_message.Message):
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     LEADER_CONTACT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LEAD_TRANSFEREE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.ResponseHeader
     member_id: int
     name: str
@@ -92,7 +93,8 @@ class StatusResponse(_message.Message):
     progress: _containers.RepeatedCompositeFieldContainer[PeerProgress]
     leader_contact_seconds: float
     lead_transferee: int
-    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., member_id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., first_index: _Optional[int] = ..., last_index: _Optional[int] = ..., progress: _Optional[_Iterable[_Union[PeerProgress, _Mapping]]] = ..., leader_contact_seconds: _Optional[float] = ..., lead_transferee: _Optional[int] = ...) -> None: ...
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., member_id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., first_index: _Optional[int] = ..., last_index: _Optional[int] = ..., progress: _Optional[_Iterable[_Union[PeerProgress, _Mapping]]] = ..., leader_contact_seconds: _Optional[float] = ..., lead_transferee: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
 
 class MemberListRequest(_message.Message):
     __slots__ = ("linearizable",)
@@ -173,3 +175,35 @@ class TransferLeaderResponse(_message.Message):
     header: _kv_pb2.ResponseHeader
     leader_id: int
     def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., leader_id: _Optional[int] = ...) -> None: ...
+
+class PublishRequest(_message.Message):
+    __slots__ = ("cluster_id", "member")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    member: Member
+    def __init__(self, cluster_id: _Optional[str] = ..., member: _Optional[_Union[Member, _Mapping]] = ...) -> None: ...
+
+class PublishResponse(_message.Message):
+    __slots__ = ("header",)
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    header: _kv_pb2.ResponseHeader
+    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ...) -> None: ...
+
+class JoinRequest(_message.Message):
+    __slots__ = ("name", "peer_addr")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    peer_addr: str
+    def __init__(self, name: _Optional[str] = ..., peer_addr: _Optional[str] = ...) -> None: ...
+
+class JoinResponse(_message.Message):
+    __slots__ = ("header", "member", "members")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    header: _kv_pb2.ResponseHeader
+    member: Member
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., member: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...

@@ -317,3 +317,137 @@ class Cluster:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ClusterPeerStub:
+    """---------------------------------------------------------------------------------- between members
+
+    Calls between the members of a cluster, served on the peer listener (--peer-addr) next to RaftPeer,
+    not on the client listener.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Publish = channel.unary_unary(
+                '/coterie.v1.ClusterPeer/Publish',
+                request_serializer=coterie_dot_v1_dot_cluster__pb2.PublishRequest.SerializeToString,
+                response_deserializer=coterie_dot_v1_dot_cluster__pb2.PublishResponse.FromString,
+                _registered_method=True)
+        self.Join = channel.unary_unary(
+                '/coterie.v1.ClusterPeer/Join',
+                request_serializer=coterie_dot_v1_dot_cluster__pb2.JoinRequest.SerializeToString,
+                response_deserializer=coterie_dot_v1_dot_cluster__pb2.JoinResponse.FromString,
+                _registered_method=True)
+
+
+class ClusterPeerServicer:
+    """---------------------------------------------------------------------------------- between members
+
+    Calls between the members of a cluster, served on the peer listener (--peer-addr) next to RaftPeer,
+    not on the client listener.
+    """
+
+    def Publish(self, request, context):
+        """A member publishes its own name and addresses; every member then learns them through the Raft
+        log (the member address book behind Member.client_addr and "coterie-leader-addr"). Leader only:
+        FAILED_PRECONDITION otherwise, with the leader metadata. INVALID_ARGUMENT for another cluster,
+        NOT_FOUND if the sender is not a member. Returns once committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Join(self, request, context):
+        """For a node joining an existing cluster (`coterie node --initial-cluster-state existing`) after
+        MemberAdd: the cluster id, the joining member (found by peer address, else by name) and every
+        member. NOT_FOUND if no member matches. Linearizable (ReadIndex).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ClusterPeerServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Publish': grpc.unary_unary_rpc_method_handler(
+                    servicer.Publish,
+                    request_deserializer=coterie_dot_v1_dot_cluster__pb2.PublishRequest.FromString,
+                    response_serializer=coterie_dot_v1_dot_cluster__pb2.PublishResponse.SerializeToString,
+            ),
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=coterie_dot_v1_dot_cluster__pb2.JoinRequest.FromString,
+                    response_serializer=coterie_dot_v1_dot_cluster__pb2.JoinResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'coterie.v1.ClusterPeer', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('coterie.v1.ClusterPeer', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ClusterPeer:
+    """---------------------------------------------------------------------------------- between members
+
+    Calls between the members of a cluster, served on the peer listener (--peer-addr) next to RaftPeer,
+    not on the client listener.
+    """
+
+    @staticmethod
+    def Publish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coterie.v1.ClusterPeer/Publish',
+            coterie_dot_v1_dot_cluster__pb2.PublishRequest.SerializeToString,
+            coterie_dot_v1_dot_cluster__pb2.PublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coterie.v1.ClusterPeer/Join',
+            coterie_dot_v1_dot_cluster__pb2.JoinRequest.SerializeToString,
+            coterie_dot_v1_dot_cluster__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
