@@ -134,7 +134,8 @@ class Membership:
         return self.driver.sm.members
 
     def conf_state(self) -> ConfState:
-        return self.driver.status().conf_state
+        """The configuration in the local log (what the core uses, committed or not)."""
+        return self.driver.raw.raft.conf
 
     def attrs_of(self, member_id: int) -> MemberAttrs:
         """The best-known attributes of ``member_id``, field by field: this node's own flags for
