@@ -50,6 +50,17 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (all its threads; Linux ``/proc``).
+    0.0 if it is gone or ``/proc`` is not there."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; utime, stime are fields 14, 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ProcGroup:
     """Processes of one cluster; their output goes to ``root/<name>.log``."""
 
@@ -70,6 +81,10 @@ class ProcGroup:
                 out.close()
         self.procs[name] = p
         return p
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each process, by name."""
+        return {n: cpu_seconds(p.pid) for n, p in self.procs.items()}
 
     def check_alive(self) -> None:
         dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
@@ -206,6 +221,9 @@ class EtcdCluster(_Cluster):
         if len(leaders) != 1:
             return None
         return ids.get(leaders.pop())
+
+    def name_of(self, client_addr: str) -> str:
+        return next(n for n in NAMES if self.client[n] == client_addr)
 
 
 def run_pysyncobj(root: Path, args: list[str], *, timeout: float, batch: bool) -> list[dict[str, Any]]:

@@ -22,7 +22,9 @@ by itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import resource
 import shutil
 import signal
 import statistics
@@ -34,10 +36,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cluster import ClusterError, CoterieCluster, EtcdCluster, run_pysyncobj
+from .cluster import ClusterError, CoterieCluster, EtcdCluster, ProcGroup, run_pysyncobj
 
 SYSTEMS = ("coterie", "etcd", "pysyncobj")
 OPS = ("put", "get", "get-serializable")
+_CPU_PARTS = ("total", "leader", "followers", "loader")
 Result = dict[str, Any]
 
 
@@ -45,18 +48,51 @@ def _log(msg: str) -> None:
     print(f"[bench-peers {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _run_json(argv: list[str], timeout: float) -> Result:
-    """Run a load subprocess and parse its JSON result (it exits 1 on errors but still prints)."""
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        raise ClusterError(f"load generator exceeded {timeout:g} s: {' '.join(argv)}") from exc
-    out = p.stdout.strip()
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _run_json(argv: list[str], timeout: float, group: ProcGroup | None = None, leader: str = "",
+              profile: Path | None = None, profile_args: Sequence[str] = ()) -> Result:
+    """Run a load subprocess and parse its JSON result (it exits 1 on errors but still prints).
+
+    With ``group``, also record ``cpu_us_per_op``: CPU microseconds of the leader, of the followers
+    together and of the load generator, divided by every operation the generator ran (setup and
+    warm-up included, so for gets about a tenth of the operations are the setup's puts; the
+    generator's interpreter start-up is included too, which matters only for small counts).
+    With ``group`` and ``profile`` (a path prefix), py-spy records the leader, one follower and the
+    load generator into ``<profile>-{leader,follower,client}.txt``."""
+    cpu0, child0 = (group.cpu() if group else {}), _children_cpu()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdin=subprocess.DEVNULL)
+    with contextlib.ExitStack() as stack:
+        if group is not None and profile is not None:
+            follower = next(n for n in group.procs if n != leader)
+            for role, pid in (("leader", group.procs[leader].pid), ("follower", group.procs[follower].pid),
+                              ("client", p.pid)):
+                stack.enter_context(_Profiler(pid, profile.with_name(f"{profile.name}-{role}.txt"), timeout,
+                                              profile_args))
+        try:
+            stdout, stderr = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            p.kill()
+            p.communicate()
+            raise ClusterError(f"load generator exceeded {timeout:g} s: {' '.join(argv)}") from exc
+    cpu1, loader_cpu = (group.cpu() if group else {}), _children_cpu() - child0
+    out = stdout.strip()
     start = out.find("{")
     if start < 0:
         raise ClusterError(f"no result from {' '.join(argv)} (exit {p.returncode}): "
-                           f"{p.stderr.strip()[-800:]}")
+                           f"{stderr.strip()[-800:]}")
     res: Result = json.loads(out[start:])
+    if group is not None:
+        ops = res["started"] + res["warmup"] + int(res.get("params", {}).get("setup", 0))
+        used = {n: cpu1.get(n, 0.0) - cpu0.get(n, 0.0) for n in cpu0}
+        followers = sum(v for n, v in used.items() if n != leader)
+        cpu = {"leader": used.get(leader, 0.0), "followers": followers, "loader": loader_cpu}
+        cpu["total"] = sum(cpu.values())
+        res["cpu_us_per_op"] = {k: round(v / max(ops, 1) * 1e6, 1) for k, v in cpu.items()}
     return res
 
 
@@ -71,18 +107,24 @@ def _load_timeout(a: argparse.Namespace) -> float:
     return 3 * (float(a.time_limit) + 5) + 60
 
 
+def _py_spy() -> str:
+    """py-spy next to this interpreter (the venv's), else on PATH."""
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy") or "py-spy"
+
+
 class _Profiler:
     """``py-spy record`` of one process for the duration of a ``with`` block, as collapsed stacks
     (``-f raw``; summarize with ``python -m bench.profile``)."""
 
-    def __init__(self, pid: int, out: Path, max_seconds: float) -> None:
-        self.argv = [shutil.which("py-spy") or "py-spy", "record", "--pid", str(pid), "-r", "100",
+    def __init__(self, pid: int, out: Path, max_seconds: float, extra: Sequence[str] = ()) -> None:
+        self.argv = [_py_spy(), "record", "--pid", str(pid), "-r", "100", *extra,
                      "-d", str(int(max_seconds)), "-f", "raw", "-o", str(out)]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> _Profiler:
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+        time.sleep(0.3)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -111,14 +153,12 @@ def run_coterie(a: argparse.Namespace, root: Path) -> list[Result]:
                         "--timeout", "10", "bench", *cmd, *_load_args(a, n), "--no-progress",
                         *(["--shared-client"] if a.coterie_shared_client else [])]
                 profile = a.profile and op == "put" and n == max(a.clients)
-                if profile:
-                    leader = c.leader() or leader
-                    prof_out = a.profile / f"coterie-leader-{op}-{n}.txt"
-                    with _Profiler(c.pid(leader), prof_out, _load_timeout(a)):
-                        r = _run_json(argv, _load_timeout(a))
-                    _log(f"coterie: profile of leader {leader} in {prof_out}")
-                else:
-                    r = _run_json(argv, _load_timeout(a))
+                leader = c.leader() or leader
+                prof = a.profile / f"coterie-{op}-{n}" if profile else None
+                r = _run_json(argv, _load_timeout(a), c.group, leader, prof, a.profile_args.split())
+                if prof is not None:
+                    r["profiled"] = True
+                    _log(f"coterie: py-spy profiles in {prof}-{{leader,follower,client}}.txt")
                 _log(f"coterie {op} x{n}: {r['throughput']:.0f}/s p50 {r['p50_ms']:.2f} ms, "
                      f"{r['errors']} errors")
                 out.append(r)
@@ -134,7 +174,7 @@ def run_etcd(a: argparse.Namespace, root: Path) -> list[Result]:
             for n in a.clients:
                 argv = [sys.executable, "-m", "bench.etcd_load", "--endpoint", leader, "--op", op,
                         *_load_args(a, n)]
-                r = _run_json(argv, _load_timeout(a))
+                r = _run_json(argv, _load_timeout(a), c.group, c.name_of(leader))
                 _log(f"etcd {op} x{n}: {r['throughput']:.0f}/s p50 {r['p50_ms']:.2f} ms, "
                      f"{r['errors']} errors")
                 out.append(r)
@@ -215,6 +255,34 @@ def markdown(results: Sequence[Result], systems: Sequence[str], ops: Sequence[st
     return "\n".join(lines)
 
 
+def cpu_markdown(results: Sequence[Result], systems: Sequence[str], ops: Sequence[str],
+                 clients: Sequence[int]) -> str:
+    """CPU microseconds per operation, per system: total (leader + followers + load generator), then
+    each part; medians over the runs. Empty if no result has CPU figures."""
+    groups: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    for r in results:
+        if "cpu_us_per_op" in r:
+            groups.setdefault((r["system"], r["op"], int(r["clients"])), []).append(r["cpu_us_per_op"])
+    shown = [s for s in systems if any(k[0] == s for k in groups)]
+    if not shown:
+        return ""
+    hdr = ["op", "clients"] + [f"{s} CPU µs/op: total (leader + followers + client)" for s in shown]
+    lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+    for op in ops:
+        for n in clients:
+            row = [op, str(n)]
+            for s in shown:
+                cs = groups.get((s, op, n))
+                if not cs:
+                    row.append("n/a")
+                    continue
+                m = {k: statistics.median(c[k] for c in cs) for k in _CPU_PARTS}
+                row.append(f"{m['total']:,.0f} ({m['leader']:,.0f} + {m['followers']:,.0f} + "
+                           f"{m['loader']:,.0f})")
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="scripts/bench-peers", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,7 +305,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="PySyncObj appendEntriesUseBatch=True (its default; slow at low concurrency)")
     ap.add_argument("--etcd-bin", default="etcd")
     ap.add_argument("--profile", type=Path, default=None,
-                    help="py-spy the coterie leader during put at the most clients; files go in this dir")
+                    help="py-spy the coterie leader, a follower and the client during put at the most "
+                         "clients (collapsed stacks; summarize with python -m bench.profile)")
+    ap.add_argument("--profile-args", default="--gil",
+                    help="extra py-spy record options (%(default)s: only samples holding the GIL, so "
+                         "waiting is left out; add --native for C/Cython frames)")
     ap.add_argument("--json", type=Path, default=None, help="also write every raw result here")
     ap.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
     a = ap.parse_args(argv)
@@ -280,6 +352,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{a.value_size}-byte values, key space {a.key_space}, bounded at {a.time_limit:g} s; "
           f"{a.runs} run(s){', medians' if a.runs > 1 else ''}.\n")
     print(markdown(results, a.systems, a.ops, a.clients))
+    cpu = cpu_markdown(results, a.systems, a.ops, a.clients)
+    if cpu:
+        print("\nCPU time per operation, from /proc (less sensitive to other load on the machine than the "
+              "rates; gets include the setup's puts):\n")
+        print(cpu)
     if "pysyncobj" in a.systems:
         print(f"\nPySyncObj: put only, callers in the leader process, log in memory (no fsync), "
               f"appendEntriesUseBatch={a.pysyncobj_batch}.")

@@ -27,11 +27,18 @@ def _func(frame: str) -> str:
     return frame
 
 
-def summarize(text: str) -> tuple[int, Counter[str], Counter[str]]:
-    """Total samples, inclusive and self sample counts per function."""
+def _file(func: str) -> str:
+    """``name (server/driver.py)`` -> ``server/driver.py``; native frames -> their library."""
+    _, sep, path = func.partition(" (")
+    return path.rstrip(")") if sep else func
+
+
+def summarize(text: str) -> tuple[int, Counter[str], Counter[str], Counter[str]]:
+    """Total samples; inclusive and self sample counts per function; self counts per file."""
     total = 0
     incl: Counter[str] = Counter()
     self_: Counter[str] = Counter()
+    by_file: Counter[str] = Counter()
     for line in text.splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
@@ -44,7 +51,8 @@ def summarize(text: str) -> tuple[int, Counter[str], Counter[str]]:
         for f in set(frames):
             incl[f] += count
         self_[frames[-1]] += count
-    return total, incl, self_
+        by_file[_file(frames[-1])] += count
+    return total, incl, self_, by_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,12 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("file", type=Path)
     ap.add_argument("--top", type=int, default=25)
     a = ap.parse_args(argv)
-    total, incl, self_ = summarize(a.file.read_text())
+    total, incl, self_, by_file = summarize(a.file.read_text())
     if not total:
         print("no samples")
         return 1
     print(f"{total} samples\n\nself %   function")
     for f, c in self_.most_common(a.top):
+        print(f"{100 * c / total:6.1f}   {f}")
+    print("\nself %   file (or native library)")
+    for f, c in by_file.most_common(a.top):
         print(f"{100 * c / total:6.1f}   {f}")
     print("\ninclusive %   function")
     for f, c in incl.most_common(a.top):

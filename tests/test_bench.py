@@ -163,10 +163,13 @@ def test_bench_peers_smoke(tmp_path: Path) -> None:
               if not (s == "pysyncobj" and op == "get")}
     assert {(r["system"], r["op"], r["clients"]) for r in raw} == expect
     assert all(r["completed"] == 20 and r["errors"] == 0 for r in raw)
-    table = [ln for ln in p.stdout.splitlines() if ln.startswith("| put") or ln.startswith("| get")]
-    assert len(table) == 4
+    rates, _, cpu = p.stdout.partition("CPU time per operation")
+    for text in (rates, cpu):  # one row per workload in each table
+        rows = [ln for ln in text.splitlines() if ln.startswith(("| put |", "| get |"))]
+        assert len(rows) == 4, text
+    assert all(r["cpu_us_per_op"]["total"] > 0 for r in raw if r["system"] in ("coterie", "etcd"))
     if "etcd" in systems:
-        assert "coterie/etcd ops/s" in p.stdout
+        assert "coterie/etcd ops/s" in rates
 
 
 def test_format_table_has_one_row_per_result() -> None:
