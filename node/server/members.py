@@ -79,6 +79,12 @@ class Membership:
 
     Runs on the driver's event loop. ``attrs`` is what this node is (its flags); ``local`` what it
     was told about other members outside the log. ``transport`` is optional (in-process tests).
+
+    Invariants, re-established by :meth:`refresh` after every apply and every appended membership
+    change: neither :attr:`NodeInfo.members` nor the transport names an id the book lists as
+    removed; every other known member with a known peer address has a link; this node describes
+    itself with its own flags. Only the leader proposes changes, one at a time (the core refuses a
+    second one with ``ConfChangeInProgress`` until the first is applied).
     """
 
     def __init__(
