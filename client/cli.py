@@ -471,8 +471,130 @@ def cluster_demo(ctx: click.Context) -> None:
         _fail(ctx, exc)
 
 
+# ============================================================================== membership
+
+
+def _member_dicts(members: list[Any]) -> list[dict[str, Any]]:
+    return [{"id": m.id, "name": m.name, "peer_addr": m.peer_addr, "client_addr": m.client_addr,
+             "learner": m.is_learner} for m in members]
+
+
+def _print_members(ctx: click.Context, output: str | None, members: list[Any]) -> None:
+    rows = _member_dicts(members)
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(_table(["ID", "NAME", "PEER ADDR", "CLIENT ADDR", "VOTER"],
+                      [[r["id"], r["name"], r["peer_addr"], r["client_addr"] or "-",
+                        "learner" if r["learner"] else "voter"] for r in rows]))
+
+
+@main.group()
+def member() -> None:
+    """List, add, promote and remove members (one change at a time, each returns once committed)."""
+
+
+@member.command("list")
+@click.option("--serializable", is_flag=True, help="Answer from the member asked (may be stale).")
+@_output_option
+@click.pass_context
+@_handles_errors
+def member_list(ctx: click.Context, serializable: bool, output: str | None) -> None:
+    """Every member: id, name, addresses, voter or learner."""
+    with _client(ctx) as c:
+        members = c.member_list(linearizable=not serializable)
+    _print_members(ctx, output, members)
+
+
+@member.command("add")
+@click.argument("name")
+@click.option("--peer-addr", required=True, help="HOST:PORT the new member listens on for Raft traffic.")
+@click.option("--client-addr", default="", help="HOST:PORT of the new member's client services.")
+@click.option("--learner", is_flag=True, help="Join as a non-voting learner; promote it once caught up.")
+@_output_option
+@click.pass_context
+@_handles_errors
+def member_add(ctx: click.Context, name: str, peer_addr: str, client_addr: str, learner: bool,
+               output: str | None) -> None:
+    """Add member NAME; then start it with `coterie node ... --initial-cluster-state existing`."""
+    with _client(ctx) as c:
+        m = c.member_add(peer_addr, name=name, client_addr=client_addr, learner=learner)
+        members = c.member_list()
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps({"added": _member_dicts([m])[0], "members": _member_dicts(members)}, indent=2))
+        return
+    click.echo(f"added {m.name} with id {m.id} ({'learner' if m.is_learner else 'voter'})")
+    _print_members(ctx, output, members)
+
+
+def _member_id(c: Any, ref: str) -> int:
+    """A member id from a decimal id or a member name."""
+    if ref.isdigit():
+        return int(ref)
+    for m in c.member_list():
+        if m.name == ref:
+            return int(m.id)
+    raise ValueError(f"no member named {ref!r}")
+
+
+@member.command("remove")
+@click.argument("member_ref", metavar="ID|NAME")
+@_output_option
+@click.pass_context
+@_handles_errors
+def member_remove(ctx: click.Context, member_ref: str, output: str | None) -> None:
+    """Remove a member (it stops by itself once it learns it was removed)."""
+    with _client(ctx) as c:
+        members = c.member_remove(_member_id(c, member_ref))
+    _print_members(ctx, output, members)
+
+
+@member.command("promote")
+@click.argument("member_ref", metavar="ID|NAME")
+@_output_option
+@click.pass_context
+@_handles_errors
+def member_promote(ctx: click.Context, member_ref: str, output: str | None) -> None:
+    """Make a learner a voter (refused while it is far behind the leader)."""
+    with _client(ctx) as c:
+        members = c.member_promote(_member_id(c, member_ref))
+    _print_members(ctx, output, members)
+
+
+# ============================================================================== node
+
+
+def _load_node_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    """``--config FILE``: a TOML table whose keys are ``coterie node`` option names (``data-dir`` or
+    ``data_dir``), optionally under ``[node]``. Command-line options and ``COTERIE_NODE_*``
+    environment variables override it."""
+    if value is None:
+        return
+    import tomllib
+
+    try:
+        with open(value, "rb") as f:
+            doc = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {value}: {exc}", ctx=ctx, param=_param) from exc
+    table = doc.get("node", doc)
+    if not isinstance(table, dict):
+        raise click.BadParameter(f"{value}: [node] must be a table", ctx=ctx, param=_param)
+    known = {p.name for p in ctx.command.params if p.name and p.name != "config"}
+    values = {str(k).replace("-", "_"): v for k, v in table.items()}
+    unknown = sorted(k for k in values if k not in known)
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown settings {', '.join(unknown)} (known: "
+                                 f"{', '.join(sorted(known))})", ctx=ctx, param=_param)
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+
+
 @main.command()
-@click.option("--name", required=True, help="This node's name in --initial-cluster.")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              is_eager=True, expose_value=False, callback=_load_node_config,
+              help="A TOML file of these options (e.g. data-dir = \"/var/lib/coterie\"); flags and "
+                   "COTERIE_NODE_* variables override it.")
+@click.option("--name", required=True, help="This node's name in --initial-cluster (env COTERIE_NODE_NAME).")
 @click.option("--data-dir", required=True, type=click.Path(path_type=Path), help="WAL and snapshots.")
 @click.option("--client-addr", required=True, help="HOST:PORT for clients (KV, Session, Cluster).")
 @click.option("--peer-addr", required=True, help="HOST:PORT for Raft traffic between nodes.")
