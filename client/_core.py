@@ -133,7 +133,10 @@ def map_rpc_error(exc: Any, *, endpoint: str, write: bool, idempotent: bool) -> 
             return NotLeader(f"not the leader: {details}", leader_id=leader_id, leader_addr=leader_addr, **kw)
         return FailedPrecondition(f"failed precondition: {details}", **kw)
     if code == SC.RESOURCE_EXHAUSTED:
-        overloaded = "overload" in details.lower()
+        # The node's own queue bound says "overloaded"; gRPC's server says "Concurrent RPC limit
+        # exceeded" when its maximum_concurrent_rpcs is reached. Both are load, not a bad request.
+        low = details.lower()
+        overloaded = "overload" in low or "concurrent rpc limit" in low
         what = "server overloaded" if overloaded else "request or response too large"
         return ResourceExhausted(f"{what}: {details}", retriable=overloaded, **kw)
     if code == SC.UNAVAILABLE:
@@ -152,6 +155,13 @@ def map_rpc_error(exc: Any, *, endpoint: str, write: bool, idempotent: bool) -> 
                 **kw,
             )
         return Unavailable(f"the attempt timed out: {details}", **kw)
+    if code == SC.CANCELLED:
+        # The server's gRPC core cancels calls it cannot take under load; this client cancels only
+        # watch streams, which handle that themselves.
+        if write:
+            return OutcomeUnknown(f"the server canceled the call; the write may or may not have been "
+                                  f"applied: {details}", retriable=idempotent, **kw)
+        return Unavailable(f"the server canceled the call: {details}", **kw)
     return CoterieError(f"call failed with {name}: {details}", retriable=False, **kw)
 
 
@@ -233,7 +243,9 @@ class Router:
         with self._lock:
             if isinstance(err, NotLeader):
                 self.breakers[ep].failures = 0
-                target = err.leader_addr or self.ids.get(err.leader_id, "")
+                # An endpoint the caller gave (or that answered before) for that id wins over the
+                # advertised address, which may not be reachable from here (NAT, containers).
+                target = self.ids.get(err.leader_id, "") or err.leader_addr
                 if target and target != ep:
                     if target not in self.breakers:
                         self.endpoints.append(target)
@@ -258,8 +270,19 @@ class Router:
         return self.leader is None
 
     def learn(self, statuses: Sequence[MemberStatus]) -> None:
-        """Update the id map and the leader from Status answers."""
+        """Update the id map and the leader from Status answers. Members that no known endpoint
+        answers for are added by their advertised client address (like etcd's endpoint auto-sync),
+        so a client given one member can fail over to the others."""
         with self._lock:
+            for st in statuses:
+                if st.error is None and st.member_id:
+                    self.ids[st.member_id] = st.endpoint
+            for st in statuses:
+                for mid, addr in st.known_members:
+                    if addr and mid not in self.ids and addr not in self.breakers:
+                        self.endpoints.append(addr)
+                        self.breakers[addr] = Breaker()
+                        self.ids[mid] = addr
             leader_id = 0
             for st in statuses:
                 if st.error is None and st.member_id:
@@ -393,8 +416,10 @@ def txn_from_pb(pb: Any) -> TxnResult:
 def member_status(endpoint: str, pb: Any = None, error: str | None = None) -> MemberStatus:
     if pb is None:
         return MemberStatus(endpoint, error=error or "no answer")
+    known = tuple((int(m.id), str(m.client_addr)) for m in pb.members)
     return MemberStatus(endpoint, pb.member_id, pb.name, _ROLES.get(pb.role, str(pb.role)), pb.term,
-                        pb.leader_id, pb.commit_index, pb.applied_index, pb.header.revision)
+                        pb.leader_id, pb.commit_index, pb.applied_index, pb.header.revision,
+                        known_members=known)
 
 
 def cluster_status(members: Sequence[MemberStatus], ids: dict[int, str]) -> ClusterStatus:

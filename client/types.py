@@ -134,6 +134,9 @@ class MemberStatus:
     applied_index: int = 0
     revision: int = 0
     error: str | None = None
+    known_members: tuple[tuple[int, str], ...] = ()
+    """(member id, client address) of every member the endpoint knows (its replicated address book;
+    an address is "" while unknown)."""
 
 
 @dataclass(frozen=True, slots=True)
