@@ -180,7 +180,9 @@ def test_kv_reads_writes_and_txn(tmp_path: Path) -> None:
 
 def test_invalid_arguments(tmp_path: Path) -> None:
     async def main() -> None:
-        async with single_node(tmp_path) as (_driver, s):
+        async with single_node(tmp_path) as (driver, s):
+            await s.kv.Put(_put(b"warm", b"up"), timeout=T)  # the leader's first entries are behind us
+            last_index = driver.status().last_index
             err = await expect_error(s.kv.Put(_put(b"k" * 5000, b"v"), timeout=T), SC.INVALID_ARGUMENT)
             assert "4 KiB" in err.details() and "max_key_bytes" in err.details()
             det = detail_of(err)
@@ -197,9 +199,19 @@ def test_invalid_arguments(tmp_path: Path) -> None:
             # A txn op without its oneof set is rejected by the codec, before the log.
             await expect_error(s.kv.Txn(kv_pb2.TxnRequest(success=[kv_pb2.RequestOp()]), timeout=T),
                                SC.INVALID_ARGUMENT)
-            # Nothing was written by any of these.
+            # A txn whose 2nd op is bad, and one with a duplicate put.
+            bad = kv_pb2.RequestOp(request_put=_put(b"", b"v"))
+            good = kv_pb2.RequestOp(request_put=_put(b"t", b"v"))
+            await expect_error(s.kv.Txn(kv_pb2.TxnRequest(success=[good, bad]), timeout=T),
+                               SC.INVALID_ARGUMENT)
+            err = await expect_error(s.kv.Txn(kv_pb2.TxnRequest(success=[good, good]), timeout=T),
+                                     SC.INVALID_ARGUMENT)
+            assert "duplicate key" in err.details()
+            # Nothing was written by any of these, and none of them took a log entry (they are
+            # refused before the proposal).
             r = await s.kv.Range(kv_pb2.RangeRequest(key=b"\0", range_end=b"\0", count_only=True), timeout=T)
-            assert r.count == 0 and r.header.revision == 1
+            assert r.count == 1 and r.header.revision == 2
+            assert driver.status().last_index == last_index
 
     asyncio.run(asyncio.wait_for(main(), 30))
 

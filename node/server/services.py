@@ -276,6 +276,7 @@ class _Service:
             raise InvalidArgument(
                 f"request size is {size} bytes, over the limit of 2 MiB ({MAX_REQUEST_BYTES} bytes)")
         cmd = command_from_pb(request, timestamp=_now_ms())
+        self.driver.sm.kv.validate(cmd.request)  # refuse a bad write before it costs a log entry
         data = encode_command(
             cmd.request, timestamp=cmd.timestamp, session_id=cmd.session_id, seq=cmd.seq
         )

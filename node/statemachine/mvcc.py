@@ -260,6 +260,17 @@ class KVStore:
 
     # ------------------------------------------------------------------------------------ validation
 
+    def validate(self, req: object) -> None:
+        """The static checks of a write request (Put, DeleteRange, Txn): limits, empty keys,
+        duplicate keys in a txn branch. They read no state, so they give the same verdict on every
+        member at any time; a proposer runs them before a request reaches the log, so a bad request
+        costs no log entry. The apply path runs them again (the log is the source of truth).
+        Raises :class:`InvalidArgument` (or its :class:`LimitExceeded`)."""
+        if isinstance(req, PutRequest | DeleteRangeRequest):
+            self._validate_op(req)
+        elif isinstance(req, TxnRequest):
+            self._validate_txn(req)
+
     def _check_size(self, data: bytes, limit: str, what: str) -> None:
         maximum: int = getattr(self.limits, limit)
         if len(data) > maximum:
