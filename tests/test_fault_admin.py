@@ -43,6 +43,7 @@ def test_refused_without_the_flag(tmp_path: Path) -> None:
 def test_set_get_validate_and_isolate_the_leader(tmp_path: Path) -> None:
     with LocalBackend(3, tmp_path) as b:
         b.start_all()
+        b.wait_for_ready(60)
         lead = b.wait_for_leader(60)
         s = _stub(b, "n1")
         want = faults_pb2.FaultState(blocked_in=[2], drop_rate=0.25, delay_seconds=0.01)

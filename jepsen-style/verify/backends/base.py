@@ -231,10 +231,18 @@ class Backend(ABC):
         if not self.running(name) or self.nodes[name].paused:
             return None
         try:
-            return cluster_pb2_grpc.ClusterStub(self._channel(name)).Status(
+            st = cluster_pb2_grpc.ClusterStub(self._channel(name)).Status(
                 cluster_pb2.StatusRequest(), timeout=timeout)
         except grpc.RpcError:
             return None
+        # Ports are picked free but not reserved: make sure this is our node, not another process.
+        return st if st.header.cluster_id == self.cluster_id() else None
+
+    def cluster_id(self) -> str:
+        """The id our nodes derive from the initial cluster (as ``coterie.node.server.app`` does)."""
+        from coterie.node.server.app import cluster_id_of
+
+        return str(cluster_id_of({p.name: p.peer_addr for p in self.nodes.values()}))
 
     def leader(self) -> str | None:
         """A node that says it leads, preferring the highest term; None if none answers so."""
