@@ -176,3 +176,12 @@ def test_format_table_has_one_row_per_result() -> None:
     rs = [LoadResult(system="s", op="put", clients=n, count=1, completed=1) for n in (1, 2)]
     lines = format_table(rs).splitlines()
     assert len(lines) == 3 and lines[2].split()[:4] == ["s", "put", "2", "1"]
+
+
+def test_grpc_floor_runs_every_style() -> None:
+    p = subprocess.run([sys.executable, "-m", "bench.grpc_floor", "--clients", "4", "--count", "200"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-2000:]
+    styles = [ln.split(":")[0].strip() for ln in p.stdout.splitlines()[1:]]
+    assert styles == ["unary", "stream", "stream-batch"]
+    assert all("calls/s; CPU per call: server" in ln for ln in p.stdout.splitlines()[1:])
