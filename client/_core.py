@@ -544,6 +544,12 @@ class WatchState:
                     code="OUT_OF_RANGE", endpoint=endpoint)
             raise InvalidArgument(f"the server canceled the watch: {resp.cancel_reason or 'no reason'}",
                                   code="INVALID_ARGUMENT", endpoint=endpoint)
+        if resp.progress_notify:
+            # Every change in the range up to header.revision was sent on this stream (kv.proto);
+            # resuming from there skips nothing and survives compaction of older history.
+            if self.received >= 0:
+                self.received = max(self.received, int(resp.header.revision))
+            return []
         out: list[WatchEvent] = []
         last = self.received
         for ev in resp.events:

@@ -19,7 +19,7 @@ from coterie.node.statemachine.types import DeleteRangeRequest, PutRequest
 
 def _stream(kv: KVStore) -> WatchStream:
     driver = SimpleNamespace(sm=SimpleNamespace(kv=kv))
-    return WatchStream(cast(Any, driver))
+    return WatchStream(cast(Any, driver), leaderless_limit=2.0)
 
 
 def _check(batches: list[list[Event]], all_events: list[Event], prev_kv: bool) -> None:

@@ -860,6 +860,7 @@ def watch_response_to_pb(
     cluster_id: str = "",
     member_id: int = 0,
     raft_term: int = 0,
+    progress_notify: bool = False,
 ) -> kv_pb2.WatchResponse:
     """One message of a watch stream; events keep their ``prev_kv`` only if ``prev_kv``."""
     return kv_pb2.WatchResponse(
@@ -872,6 +873,7 @@ def watch_response_to_pb(
         compact_revision=compact_revision,
         cancel_reason=cancel_reason,
         events=[event_to_pb(ev, prev_kv) for ev in events],
+        progress_notify=progress_notify,
     )
 
 

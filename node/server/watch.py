@@ -22,6 +22,18 @@ resumes with ``start_revision`` = its last seen revision + 1 and gets no gaps an
 (unless that revision was compacted meanwhile, which cancels the watch as above).
 
 As in etcd, the call ends when the client closes its side of the stream.
+
+Two timers keep a stream useful when nothing happens:
+
+- **Progress notifications.** A watcher that has sent nothing for ``progress_interval`` seconds and
+  has delivered everything up to the member's revision gets a response with ``progress_notify`` and
+  no events: "every change in your range up to ``header.revision`` has been sent". A client that
+  reconnects resumes from there, so a quiet watch is not canceled as compacted when history it never
+  needed is compacted.
+- **Leaderless members.** A member that is not the leader and has not heard from one for
+  ``leaderless_limit`` seconds (default: two election timeouts) is probably cut off from the cluster;
+  its applied state stops advancing and its watchers would wait silently. The stream ends with
+  UNAVAILABLE ("no leader"), like etcd's ``WithRequireLeader``, so the client resumes on another member.
 """
 
 from __future__ import annotations
@@ -35,11 +47,19 @@ from typing import Any
 
 from coterie.v1 import kv_pb2
 
+from ..raft import Role
 from ..statemachine import Compacted, Event, KVError
 from .codec import WatchCancel, WatchCreate, watch_request_from_pb, watch_response_to_pb
-from .driver import Driver
+from .driver import Driver, ReadTimeout
 
-__all__ = ["MAX_EVENTS_PER_RESPONSE", "MAX_RESPONSE_BYTES", "WatchStream"]
+__all__ = ["MAX_EVENTS_PER_RESPONSE", "MAX_RESPONSE_BYTES", "PROGRESS_INTERVAL", "NoLeader", "WatchStream"]
+
+PROGRESS_INTERVAL = 5.0
+"""Seconds a watcher may stay silent before it gets a progress notification."""
+
+
+class NoLeader(ReadTimeout):
+    """The member has been without a leader too long to serve watches (maps to UNAVAILABLE)."""
 
 MAX_EVENTS_PER_RESPONSE = 1000
 """Events per response before a new one is started (at a revision boundary: a revision's events are
@@ -56,13 +76,21 @@ class _Watcher:
     range_end: bytes | None
     prev_kv: bool
     next_revision: int
+    last_sent: float = 0.0
+    """Loop time of the last response for this watcher (progress notifications count)."""
 
 
 class WatchStream:
     """The watchers of one ``Watch`` call. Iterate :meth:`run` for the responses to send."""
 
-    def __init__(self, driver: Driver, *, cluster_id: str = "", member_id: int = 0) -> None:
+    def __init__(self, driver: Driver, *, cluster_id: str = "", member_id: int = 0,
+                 progress_interval: float | None = None, leaderless_limit: float | None = None) -> None:
         self.driver = driver
+        self.progress_interval = PROGRESS_INTERVAL if progress_interval is None else progress_interval
+        if leaderless_limit is None:
+            leaderless_limit = 2 * driver.raw.raft.cfg.election_tick * driver.cfg.tick_interval
+        self.leaderless_limit = leaderless_limit
+        self._leaderless_since: float | None = None
         self.cluster_id = cluster_id
         self.member_id = member_id
         self._watchers: dict[int, _Watcher] = {}
@@ -134,6 +162,7 @@ class WatchStream:
             self._control.append(self._response(
                 wid, created=True, canceled=True, cancel_reason=exc.message))
             return
+        w.last_sent = asyncio.get_running_loop().time()
         self._watchers[wid] = w
         self._control.append(self._response(wid, created=True))
 
@@ -146,6 +175,21 @@ class WatchStream:
         finally:
             self._done = True
             self._wake.set()
+
+    def _check_leader(self, now: float) -> None:
+        """Raise :class:`NoLeader` once this member has been cut off from any leader for longer
+        than ``leaderless_limit`` (see the module docstring)."""
+        d = self.driver
+        contact = d.leader_contact_seconds()
+        ok = d.role == Role.LEADER or (d.leader != 0 and 0 <= contact <= self.leaderless_limit)
+        if ok:
+            self._leaderless_since = None
+            return
+        if self._leaderless_since is None:
+            self._leaderless_since = now
+        elif now - self._leaderless_since >= self.leaderless_limit:
+            raise NoLeader(f"no leader: this member has not heard from a leader for "
+                           f"{self.leaderless_limit:.1f} s; watch from another member")
 
     # ---------------------------------------------------------------- events
     def _batches(self, w: _Watcher) -> list[list[Event]]:
@@ -179,9 +223,13 @@ class WatchStream:
         self.driver.on_applied.append(notify)
         reader = asyncio.create_task(self._read_requests(requests))
         try:
+            loop = asyncio.get_running_loop()
+            check = max(0.05, min(self.progress_interval, self.leaderless_limit) / 2)
             while True:
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), check)
                 self._wake.clear()
+                self._check_leader(loop.time())
                 while self._control:
                     yield self._control.popleft()
                 if self._error is not None:
@@ -200,7 +248,14 @@ class WatchStream:
                     for events in batches:
                         if self._watchers.get(w.id) is not w:
                             break
+                        w.last_sent = loop.time()
                         yield self._response(w.id, events, prev_kv=w.prev_kv)
+                    if (self._watchers.get(w.id) is w and loop.time() - w.last_sent >= self.progress_interval
+                            and w.next_revision == self.driver.sm.kv.revision + 1):
+                        w.last_sent = loop.time()
+                        resp = self._response(w.id, progress_notify=True)
+                        resp.header.revision = w.next_revision - 1
+                        yield resp
                     # a control response queued meanwhile goes out before the next round
                     if self._control:
                         self._wake.set()
