@@ -400,7 +400,7 @@ class ClusterPeerService(cluster_pb2_grpc.ClusterPeerServicer):  # type: ignore[
     def _header(self) -> kv_pb2.ResponseHeader:
         d = self.m.driver
         return kv_pb2.ResponseHeader(cluster_id=self.m.info.cluster_id, member_id=self.m.id,
-                                     revision=d.sm.revision, raft_term=d.status().term)
+                                     revision=d.sm.revision, raft_term=d.raw.raft.term)
 
     async def _abort(self, context: Any, exc: BaseException) -> None:
         code, details, md = error_status(exc, self.m.info, leader=self.m.driver.leader,

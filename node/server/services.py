@@ -267,7 +267,7 @@ class _Service:
             cluster_id=self.info.cluster_id,
             member_id=self.info.id,
             revision=revision,
-            raft_term=self.driver.status().term,
+            raft_term=self.driver.raw.raft.term,
         )
 
     async def _propose(self, request: PbRequest) -> PbResponse:
@@ -286,7 +286,7 @@ class _Service:
             resp,
             cluster_id=self.info.cluster_id,
             member_id=self.info.id,
-            raft_term=self.driver.status().term,
+            raft_term=self.driver.raw.raft.term,
             ttl_ms=self.driver.sm.sessions.ttl,
         )
 
@@ -358,7 +358,7 @@ class KVService(_Service):
             resp,
             cluster_id=self.info.cluster_id,
             member_id=self.info.id,
-            raft_term=self.driver.status().term,
+            raft_term=self.driver.raw.raft.term,
         )
 
 

@@ -110,7 +110,7 @@ class WatchStream:
             prev_kv=prev_kv,
             cluster_id=self.cluster_id,
             member_id=self.member_id,
-            raft_term=self.driver.status().term,
+            raft_term=self.driver.raw.raft.term,
             **kw,
         )
 
