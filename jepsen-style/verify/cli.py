@@ -30,7 +30,8 @@ def _range(text: str) -> tuple[float, float]:
               help="What the clients do and how it is checked.")
 @click.option("--nemesis", "-n", default="partition", show_default=True,
               help="Comma-separated faults: partition, partition-halves, partition-leader, partition-ring, "
-                   "partition-oneway, kill, pause, slow, lossy, none.")
+                   "partition-oneway, kill, pause, slow, lossy, member (remove, re-add as learner, "
+                   "promote), none.")
 @click.option("--backend", "-b", default="local", show_default=True, type=click.Choice(BACKENDS),
               help="local: loopback, faults via the nodes' fault-injection API; netns: one network "
                    "namespace per node, iptables partitions (root).")

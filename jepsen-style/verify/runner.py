@@ -118,7 +118,7 @@ def run(cfg: RunConfig, *, log: Any = print) -> RunResult:
             nem.start()
             time.sleep(cfg.time_limit)
             stop_nemesis.set()
-            nem.join(60)
+            nem.join(200)  # a membership fault's stop can take three bounded steps of 60 s
             schedule.heal_all()
             log(f"healed after {schedule.count} faults; recovering for {cfg.recovery:g} s")
             if hasattr(backend, "sync_faults"):
@@ -128,6 +128,10 @@ def run(cfg: RunConfig, *, log: Any = print) -> RunResult:
             for w in workers:
                 w.join(cfg.client_timeout * 3 + 30)
             backend.wait_for_leader(60)
+            if "member" in cfg.nemesis:
+                results["membership"] = backend.membership_report()
+                if not results["membership"]["all_voters"]:
+                    raise RuntimeError(f"after healing, not every node is a voter: {results['membership']}")
             wl.final()
             events = history.events()
             log(f"checking {sum(1 for e in events if e['type'] == 'invoke')} operations")

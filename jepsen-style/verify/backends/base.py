@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,6 +64,13 @@ class NodeProc:
     proc: subprocess.Popen[bytes] | None = None
     paused: bool = False
     log: IO[bytes] | None = field(default=None, repr=False)
+    joined: bool = False
+    """Started with ``--initial-cluster-state existing`` (it was re-added after a removal): its id
+    is the one the leader picked (``id`` is updated), its data directory was wiped."""
+    removed: bool = False
+    """Not a member now (removed by the membership nemesis, not yet added back): never restarted."""
+    learner: bool = False
+    """Added back as a learner and not yet promoted."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,8 @@ class Backend(ABC):
             cmd.append("--enable-fault-injection")
         if o.unsafe_local_reads:
             cmd.append("--unsafe-local-reads")
+        if p.joined:
+            cmd += ["--initial-cluster-state", "existing"]
         return cmd
 
     def wrap(self, p: NodeProc, cmd: list[str]) -> list[str]:
@@ -139,10 +149,12 @@ class Backend(ABC):
         return cmd
 
     def start(self, name: str) -> None:
-        """Start ``name`` (no-op if it runs)."""
+        """Start ``name`` (no-op if it runs; refused if it is not a member now)."""
         p = self.nodes[name]
         if p.proc is not None and p.proc.poll() is None:
             return
+        if p.removed:
+            raise RuntimeError(f"{name} was removed from the cluster; add it back with add_member")
         if p.log is None:
             p.log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed in teardown
         p.log.write(f"=== start {time.strftime('%H:%M:%S')}\n".encode())
@@ -204,6 +216,180 @@ class Backend(ABC):
         for ch in self._channels.values():
             ch.close()
         self._channels.clear()
+
+    # ------------------------------------------------------------------------------ membership
+
+    def member_names(self) -> list[str]:
+        """The nodes that are members now (voters or learners): the ones faults may target."""
+        return [n for n, p in self.nodes.items() if not p.removed]
+
+    def admin_client(self, timeout: float = 10.0) -> Any:
+        """A client for membership calls, knowing every member's client address."""
+        from coterie.client import Client
+
+        return Client([self.nodes[n].client_addr for n in self.member_names()], timeout=timeout)
+
+    def members(self, timeout: float = 10.0) -> list[Any]:
+        """The membership as the cluster sees it (``coterie.client.Member``, by id; linearizable)."""
+        with self.admin_client(timeout) as c:
+            return list(c.member_list(timeout=timeout))
+
+    def _members_retrying(self, deadline: float) -> list[Any]:
+        from coterie.client.errors import CoterieError
+
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                return self.members(timeout=max(1.0, min(10.0, deadline - time.monotonic())))
+            except CoterieError as exc:
+                last = exc
+                time.sleep(0.2)
+        raise TimeoutError(f"member list kept failing: {last}")
+
+    def wipe_node(self, name: str) -> None:
+        """Delete ``name``'s data (it must not run): a node added back starts from a fresh directory."""
+        shutil.rmtree(self.nodes[name].data_dir, ignore_errors=True)
+
+    def remove_member(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
+        """``MemberRemove`` of ``name``, then wait for its process to exit by itself (a removed node
+        shuts down); SIGKILL it if it has not within the bound. A call whose outcome is unknown
+        (timeout, leader change) is settled by reading the membership. Afterwards ``name`` is
+        ``removed`` (never restarted until :meth:`add_member`). Returns what happened."""
+        from coterie.client.errors import CoterieError
+
+        p = self.nodes[name]
+        deadline = time.monotonic() + timeout
+        st = self.status(name)
+        mid = int(st.member_id) if st is not None and st.member_id else p.id
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                with self.admin_client(min(15.0, max(1.0, deadline - time.monotonic()))) as c:
+                    c.member_remove(mid)
+                break
+            except CoterieError as exc:
+                # NotFound: already gone (an earlier attempt applied). Otherwise look before retrying.
+                if exc.code == "NOT_FOUND":
+                    break
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"removing {name} (id {mid}) kept failing: {exc}") from exc
+                try:
+                    if all(m.id != mid for m in self.members(timeout=5.0)):
+                        break
+                except CoterieError:
+                    pass
+                time.sleep(0.5)
+        p.removed = True
+        p.learner = False
+        exited = False
+        proc = p.proc
+        end = time.monotonic() + max(20.0, deadline - time.monotonic())
+        if proc is not None:
+            if p.paused:
+                self.resume(name)
+            while time.monotonic() < end and proc.poll() is None:
+                time.sleep(0.1)
+            exited = proc.poll() is not None
+        code = proc.poll() if proc is not None else None
+        if proc is not None and not exited:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        return {"id": mid, "attempts": attempts, "exited_by_itself": exited, "exit_code": code}
+
+    def add_member(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Add ``name`` back as a learner with a fresh data directory and start it with
+        ``--initial-cluster-state existing``; its new id (the leader picks it) replaces ``id``. A call
+        whose outcome is unknown is settled by reading the membership (a member with this name)."""
+        from coterie.client.errors import CoterieError
+
+        p = self.nodes[name]
+        if self.running(name):
+            raise RuntimeError(f"{name} still runs; it cannot be added back")
+        deadline = time.monotonic() + timeout
+        self.wipe_node(name)
+        member: Any = None
+        attempts = 0
+        while member is None:
+            attempts += 1
+            try:
+                with self.admin_client(min(15.0, max(1.0, deadline - time.monotonic()))) as c:
+                    member = c.member_add(p.peer_addr, name=name, client_addr=p.client_addr, learner=True)
+                break
+            except CoterieError as exc:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"adding {name} back kept failing: {exc}") from exc
+                with contextlib.suppress(CoterieError):
+                    member = next((m for m in self.members(timeout=5.0) if m.name == name), None)
+                if member is None:
+                    time.sleep(0.5)
+        p.id = int(member.id)
+        p.joined = True
+        p.removed = False
+        p.learner = bool(member.is_learner)
+        self.start(name)
+        return {"id": p.id, "attempts": attempts, "learner": p.learner}
+
+    def promote_member(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
+        """``MemberPromote`` ``name`` once it has caught up: refusals while the learner is behind
+        (FailedPrecondition) and unknown outcomes are retried until ``timeout``."""
+        from coterie.client.errors import CoterieError, FailedPrecondition
+
+        p = self.nodes[name]
+        deadline = time.monotonic() + timeout
+        attempts = 0
+        refused = 0
+        while True:
+            attempts += 1
+            try:
+                with self.admin_client(min(15.0, max(1.0, deadline - time.monotonic()))) as c:
+                    c.member_promote(p.id)
+                break
+            except FailedPrecondition as exc:
+                if "already a voter" in str(exc):
+                    break
+                refused += 1
+                last: Exception = exc
+            except CoterieError as exc:
+                last = exc
+                try:
+                    if any(m.id == p.id and not m.is_learner for m in self.members(timeout=5.0)):
+                        break
+                except CoterieError:
+                    pass
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"promoting {name} (id {p.id}) did not succeed within {timeout:.0f} s "
+                                   f"({refused} refusals while behind; last: {last})")
+            time.sleep(0.3)
+        p.learner = False
+        return {"id": p.id, "attempts": attempts, "refused_while_behind": refused}
+
+    def restore_membership(self, timeout: float = 120.0) -> list[str]:
+        """Bring every node back as a voter (after a failed or interrupted membership fault): add
+        back the removed ones, promote the learners. The nodes it acted on."""
+        deadline = time.monotonic() + timeout
+        acted = []
+        for name, p in self.nodes.items():
+            if p.removed:
+                if self.running(name):
+                    self.kill(name)
+                self.add_member(name, max(1.0, deadline - time.monotonic()))
+                acted.append(name)
+            if p.learner:
+                self.promote_member(name, max(1.0, deadline - time.monotonic()))
+                if name not in acted:
+                    acted.append(name)
+        return acted
+
+    def membership_report(self, timeout: float = 30.0) -> dict[str, Any]:
+        """The final membership: every member (id, name, voter or learner) and whether it is exactly
+        the nodes of this backend, all voters."""
+        ms = self._members_retrying(time.monotonic() + timeout)
+        want = set(self.nodes)
+        voters = {m.name for m in ms if not m.is_learner}
+        return {"members": [{"id": m.id, "name": m.name, "learner": m.is_learner} for m in ms],
+                "all_voters": voters == want and len(ms) == len(want)}
 
     # ------------------------------------------------------------------------------ faults
 

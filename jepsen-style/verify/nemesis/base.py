@@ -12,7 +12,12 @@ Nemesis names (``--nemesis a,b,...``): ``partition`` (any of the partition shape
 ``partition-halves``, ``partition-leader``, ``partition-ring``, ``partition-oneway``, ``kill``
 (kill -9 a random node or the leader, restarted at the stop), ``pause`` (SIGSTOP a random node or
 the leader, SIGCONT at the stop), ``slow`` (100-500 ms per peer batch on a random minority of nodes),
-``lossy`` (20-50 % of peer messages dropped on a random minority), ``none``.
+``lossy`` (20-50 % of peer messages dropped on a random minority), ``member`` (membership churn:
+remove a member, add it back as a learner with a fresh data directory, promote it; see
+:mod:`.membership`), ``none``.
+
+Faults target members only (:meth:`Backend.member_names`): a node removed by the membership nemesis
+is neither killed, paused nor restarted until it is added back.
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ class Fault(ABC):
     def __init__(self, backend: Backend, rng: random.Random) -> None:
         self.b = backend
         self.rng = rng
+        self.history: History | None = None
+        """Set by the :class:`Schedule`: where :meth:`note` logs intermediate steps."""
+
+    def note(self, value: dict[str, Any]) -> None:
+        """Log an intermediate step of this fault as a nemesis ``info`` event (``f`` = the fault name)."""
+        if self.history is not None:
+            self.history.nemesis(self.name, value)
 
     @abstractmethod
     def start(self) -> dict[str, Any] | None:
@@ -47,9 +59,9 @@ class Fault(ABC):
         ``(name, "leader" | "random")``."""
         if self.rng.random() < 0.5:
             lead = self.b.leader()
-            if lead is not None:
+            if lead is not None and not self.b.nodes[lead].removed:
                 return lead, "leader"
-        return self.rng.choice(self.b.names()), "random"
+        return self.rng.choice(self.b.member_names()), "random"
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,8 @@ class Schedule:
         self.active: tuple[int, Fault] | None = None
         self.count = 0
         self.errors: list[str] = []
+        for f in faults:
+            f.history = history
 
     def run(self, stop: threading.Event) -> None:
         if not self.faults:
@@ -104,8 +118,9 @@ class Schedule:
         self.active = None
 
     def heal_all(self) -> None:
-        """Undo everything: the active fault, then restart dead nodes, resume paused ones, and
-        heal the network and the links (whatever a failed stop left behind)."""
+        """Undo everything: the active fault, then restart dead members, resume paused ones, heal
+        the network and the links, and bring every node back as a voter (whatever a failed stop left
+        behind; a failure to do so is recorded in ``errors``)."""
         if self.active is not None:
             fid, fault = self.active
             self._stop(fault, fid)
@@ -113,15 +128,22 @@ class Schedule:
         for name in self.b.names():
             if self.b.nodes[name].paused:
                 self.b.resume(name)
-            if not self.b.running(name):
+            if not self.b.running(name) and not self.b.nodes[name].removed:
                 self.b.start(name)
         self.b.heal_network()
         self.b.set_links([])
+        if any(p.removed or p.learner for p in self.b.nodes.values()):
+            try:
+                acted = self.b.restore_membership()
+                self.history.nemesis("heal", {"desc": f"membership restored: {','.join(acted)}"})
+            except Exception as exc:
+                self.errors.append(f"restore membership: {type(exc).__name__}: {exc}")
 
 
 def make_faults(names: list[str], backend: Backend, rng: random.Random) -> list[Fault]:
     from .kill import KillFault, PauseFault
     from .links import LinkFault
+    from .membership import MembershipFault
     from .partition import PARTITION_SHAPES, PartitionFault
 
     out: list[Fault] = []
@@ -139,10 +161,12 @@ def make_faults(names: list[str], backend: Backend, rng: random.Random) -> list[
             out.append(PauseFault(backend, rng))
         elif name in ("slow", "lossy"):
             out.append(LinkFault(backend, rng, name))
+        elif name == "member":
+            out.append(MembershipFault(backend, rng))
         else:
             raise ValueError(f"unknown nemesis {name!r}; choose from: {', '.join(NEMESES)}")
     return out
 
 
 NEMESES = ("partition", "partition-halves", "partition-leader", "partition-ring", "partition-oneway",
-           "kill", "pause", "slow", "lossy", "none")
+           "kill", "pause", "slow", "lossy", "member", "none")
