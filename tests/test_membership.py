@@ -58,8 +58,8 @@ from coterie.node.statemachine import (
 from coterie.node.storage import DiskStorage
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
+from tests.proc_cluster import free_ports
 from tests.test_driver import Cluster
-from tests.test_processes import free_ports
 
 SC = grpc.StatusCode
 T = 5.0  # seconds per RPC
