@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -14,8 +15,8 @@ import grpc  # type: ignore[import-untyped]
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from . import _core
-from ._core import CallState, Router, SessionState, WatchState, backoff, map_rpc_error
-from .errors import CoterieError, OutcomeUnknown, SessionExpired, Unavailable
+from ._core import CallState, Router, SessionPool, SessionState, WatchState, backoff, map_rpc_error
+from .errors import CoterieError, FailedPrecondition, OutcomeUnknown, SessionExpired, Unavailable
 from .membership import Member, add_request, member_from_pb, members_from_pb
 from .types import (
     Bytesish,
@@ -47,19 +48,25 @@ class AsyncClient:
 
     It finds the leader itself, retries retriable failures with exponential back-off and full jitter
     within ``timeout`` seconds per call, skips an endpoint that keeps failing for ``breaker_cooldown``
-    seconds, and makes every write exactly-once through a lazily opened session (a write retried after
-    a timeout or a leader change is applied once). Writes are serialized (one session, one
-    outstanding seq); reads run concurrently. Use it from one event loop.
+    seconds, and makes every write exactly-once through a session (a write retried after a timeout or
+    a leader change is applied once). Use it from one event loop; any number of tasks may share it,
+    and their writes do not wait for each other: each write takes a session of its own from the
+    client's pool for the whole call (all its retries carry that session's next seq), opening one with
+    Session.Open when none is idle, up to ``max_sessions`` (beyond that a write waits, within its
+    timeout, for one to be handed back, first come first served); see
+    :class:`~coterie.client._core.SessionPool`. Idle sessions are not kept alive: one idle for half its
+    TTL is dropped and replaced when needed. ``close()`` closes every session (best effort).
     """
 
     def __init__(self, endpoints: str | Iterable[str], *, timeout: float = _core.DEFAULT_TIMEOUT,
-                 breaker_threshold: int = 3, breaker_cooldown: float = 2.0) -> None:
+                 breaker_threshold: int = 3, breaker_cooldown: float = 2.0,
+                 max_sessions: int = _core.DEFAULT_MAX_SESSIONS) -> None:
         self.endpoints = _core.parse_endpoints(endpoints)
         self.timeout = timeout
         self._router = Router(self.endpoints, threshold=breaker_threshold, cooldown=breaker_cooldown)
         self._stubs: dict[str, _Stubs] = {}
-        self._session = SessionState()
-        self._write_lock: asyncio.Lock | None = None
+        self._pool = SessionPool(max_sessions)
+        self._pool_waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
         self._watches: weakref.WeakSet[AsyncWatch] = weakref.WeakSet()
 
@@ -73,18 +80,20 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the open watches, the session (best effort) and the channels."""
+        """Close the open watches, every session of the pool (best effort, at most ``min(timeout,
+        5)`` seconds in all; a session not closed expires by itself) and the channels. Writes still
+        running or waiting for a session fail."""
         if self._closed:
             return
         for w in list(self._watches):
             await w.aclose()
-        sid = self._session.session_id
-        if sid:
-            self._session.expire(sid)
-            ep = self._router.leader or self.endpoints[0]
-            with contextlib.suppress(grpc.RpcError):  # otherwise it expires by itself
-                await self._get_stubs(ep).session.Close(kv_pb2.SessionCloseRequest(session_id=sid),
-                                                        timeout=1)
+        ids = self._pool.close()
+        while self._pool_waiters:
+            fut = self._pool_waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+        if ids:
+            await self._close_sessions(ids, min(self.timeout, 5.0))
         self._closed = True
         for s in self._stubs.values():
             await s.channel.close()
@@ -271,31 +280,111 @@ class AsyncClient:
             self._router.success(ep)
             return resp
 
-    async def _ensure_session(self, call: CallState) -> None:
-        if self._session.session_id:
-            return
+    @property
+    def _session(self) -> SessionState:
+        """The session the next write would use (for tests that number a request by hand), or an
+        unopened one."""
+        return self._pool.newest_idle()
+
+    async def _close_sessions(self, ids: list[int], budget: float) -> None:
+        """Session.Close every id, concurrently, within ``budget`` seconds in all; failures ignored."""
+
+        async def close_one(sid: int) -> None:
+            with contextlib.suppress(CoterieError):
+                await self._invoke("session", "Close", kv_pb2.SessionCloseRequest(session_id=sid),
+                                   write=True, call=CallState(budget, True, True))
+
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(close_one(sid) for sid in ids)), budget)
+
+    def _wake_one(self) -> None:
+        """A session or a slot was freed: wake the first write still waiting for one."""
+        while self._pool_waiters:
+            fut = self._pool_waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    async def _take_session(self, call: CallState) -> SessionState:
+        """A session for this write alone: an idle one, a newly opened one, or (all
+        ``max_sessions`` taken) the next one handed back within the call's deadline.
+
+        Invariant: every freed session or slot wakes one waiter (:meth:`_wake_one`); a waiter that
+        gives up (deadline, cancellation) after being woken passes the wake-up on, so no waiter
+        sleeps while a session is idle."""
+        while True:
+            s = self._pool.take(time.monotonic())
+            if s is not None:
+                break
+            if call.remaining() <= 0:
+                raise _core.pool_timeout_error(call.timeout, self._pool.max_sessions)
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pool_waiters.append(fut)
+            self._pool.waiting += 1
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), max(0.0, call.remaining()))
+            except BaseException as exc:
+                if fut.done() and not fut.cancelled():
+                    self._wake_one()  # woken, but this write will not take it: pass it on
+                else:
+                    fut.cancel()
+                if isinstance(exc, asyncio.TimeoutError):
+                    continue  # the loop raises the pool timeout (or takes what was just freed)
+                raise
+            finally:
+                self._pool.waiting -= 1
+        if s.session_id:
+            return s
         open_call = CallState(max(0.0, call.remaining()), True, True)
-        resp = await self._invoke("session", "Open", kv_pb2.SessionOpenRequest(), write=True, call=open_call)
-        self._session.opened(resp)
+        try:
+            resp = await self._invoke("session", "Open", kv_pb2.SessionOpenRequest(), write=True,
+                                      call=open_call)
+        except BaseException:
+            self._settle(s, retire=True)
+            raise
+        self._pool.opened_session(s, resp, open_call.started)
+        return s
+
+    def _settle(self, s: SessionState, *, retire: bool = False, acknowledged_at: float | None = None) -> None:
+        """Hand a taken session back to the pool (or drop it) and wake one waiting write; no await,
+        so it also runs when the write's task is cancelled."""
+        if retire:
+            self._pool.retire(s)
+        else:
+            self._pool.give_back(s, acknowledged_at=acknowledged_at)
+        self._wake_one()
 
     async def _write(self, service: str, method: str, request: Any, timeout: float | None) -> Any:
-        """A write, numbered in the client's session so that its retries apply it once."""
+        """A write, numbered in a session of its own so that its retries apply it once.
+
+        The session is handed back whatever the outcome (also when the task is cancelled): its seq
+        only grows, so after an unknown outcome the next write of the session carries a higher seq,
+        and the state machine refuses the old one as stale should it still arrive. A session the
+        cluster does not know (expired) is dropped and, if the write cannot have been applied, the
+        write is sent again in another."""
         call = CallState(self.timeout if timeout is None else timeout, True, True)
-        if self._write_lock is None:
-            self._write_lock = asyncio.Lock()
-        async with self._write_lock:
-            for _ in range(3):
-                await self._ensure_session(call)
-                request.header.CopyFrom(self._session.next_header())
-                try:
-                    return await self._invoke(service, method, request, write=True, call=call)
-                except SessionExpired as exc:
-                    self._session.expire(request.header.session_id)
-                    if call.maybe_applied:
-                        raise OutcomeUnknown(
-                            f"the session expired while the write's outcome was unknown ({exc.message}); "
-                            "it may or may not have been applied", retriable=False) from exc
-            raise SessionExpired("the session kept expiring right after being opened", retriable=True)
+        for _ in range(3):
+            s = await self._take_session(call)
+            try:
+                request.header.CopyFrom(s.next_header())
+                resp = await self._invoke(service, method, request, write=True, call=call)
+            except SessionExpired as exc:
+                self._settle(s, retire=True)
+                if call.maybe_applied:
+                    raise OutcomeUnknown(
+                        f"the session expired while the write's outcome was unknown ({exc.message}); "
+                        "it may or may not have been applied", retriable=False) from exc
+                continue
+            except FailedPrecondition:
+                # StaleRequest: the cluster saw a higher seq of this session than we did.
+                self._settle(s, retire=True)
+                raise
+            except BaseException:
+                self._settle(s)
+                raise
+            self._settle(s, acknowledged_at=call.started)
+            return resp
+        raise SessionExpired("the session kept expiring right after being opened", retriable=True)
 
 
 def _task_cancelled() -> bool:
