@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-BACKENDS = ("local", "netns")
+BACKENDS = ("local", "netns", "compose")
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -34,7 +34,8 @@ def _range(text: str) -> tuple[float, float]:
                    "promote), none.")
 @click.option("--backend", "-b", default="local", show_default=True, type=click.Choice(BACKENDS),
               help="local: loopback, faults via the nodes' fault-injection API; netns: one network "
-                   "namespace per node, iptables partitions (root).")
+                   "namespace per node, iptables partitions (root); compose: one container per node "
+                   "(docker compose, else podman-compose), iptables inside the containers.")
 @click.option("--nodes", default=3, show_default=True, help="Cluster size.")
 @click.option("--time-limit", default=60.0, show_default=True, help="Seconds of workload under faults.")
 @click.option("--recovery", default=10.0, show_default=True, help="Seconds of workload after healing.")
@@ -48,12 +49,15 @@ def _range(text: str) -> tuple[float, float]:
 @click.option("--client-timeout", default=5.0, show_default=True, help="Client deadline per call (s).")
 @click.option("--tick-ms", default=50, show_default=True, help="Raft tick of the nodes (ms).")
 @click.option("--keep-data", is_flag=True, help="Keep the nodes' data directories in the report.")
+@click.option("--build-image", is_flag=True,
+              help="compose backend: build the image from the Dockerfile first (BASE_IMAGE from the "
+                   "environment); else the existing coterie:dev (or $COTERIE_IMAGE) is used.")
 @click.option("--unsafe-local-reads", is_flag=True, hidden=True,
               help="Start nodes in the BROKEN read mode (the checker must catch it).")
 @click.option("--opt", multiple=True, help="Workload option KEY=VALUE (e.g. keys=3, ops_per_key=200).")
 def verify(workload: str, nemesis: str, backend: str, nodes: int, time_limit: float, recovery: float,
            concurrency: int, interval: str, duration: str, seed: int | None, store: Path,
-           client_timeout: float, tick_ms: int, keep_data: bool, unsafe_local_reads: bool,
+           client_timeout: float, tick_ms: int, keep_data: bool, build_image: bool, unsafe_local_reads: bool,
            opt: tuple[str, ...]) -> None:
     """Run a Jepsen-style test: a workload against real nodes while a nemesis injects faults."""
     from .nemesis.base import NEMESES
@@ -74,7 +78,7 @@ def verify(workload: str, nemesis: str, backend: str, nodes: int, time_limit: fl
                     time_limit=time_limit, recovery=recovery, concurrency=concurrency, seed=seed,
                     store=store, interval=_range(interval), duration=_range(duration),
                     client_timeout=client_timeout, tick_ms=tick_ms, unsafe_local_reads=unsafe_local_reads,
-                    workload_options=options, keep_data=keep_data)
+                    workload_options=options, keep_data=keep_data, build_image=build_image)
     res = run(cfg, log=lambda m: click.echo(f"verify: {m}", err=True))
     expl = res.results.get("workload", {}).get("explanation")
     if expl:

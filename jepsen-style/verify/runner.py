@@ -51,6 +51,8 @@ class RunConfig:
     unsafe_local_reads: bool = False
     workload_options: dict[str, Any] = field(default_factory=dict)
     keep_data: bool = False
+    build_image: bool = False
+    """compose backend: build the image first (else the existing ``coterie:dev`` is used)."""
 
 
 @dataclass
@@ -79,7 +81,12 @@ def make_backend(cfg: RunConfig, root: Path) -> Backend:
 
         netns: Backend = NetnsBackend(cfg.nodes, root, opts)
         return netns
-    raise ValueError(f"unknown backend {cfg.backend!r}; choose local or netns")
+    if cfg.backend == "compose":
+        from .backends.compose import ComposeBackend
+
+        compose: Backend = ComposeBackend(cfg.nodes, root, opts, build=cfg.build_image)
+        return compose
+    raise ValueError(f"unknown backend {cfg.backend!r}; choose local, netns or compose")
 
 
 def run(cfg: RunConfig, *, log: Any = print) -> RunResult:

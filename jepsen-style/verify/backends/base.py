@@ -282,21 +282,21 @@ class Backend(ABC):
                 time.sleep(0.5)
         p.removed = True
         p.learner = False
-        exited = False
-        proc = p.proc
+        if p.paused:
+            self.resume(name)
         end = time.monotonic() + max(20.0, deadline - time.monotonic())
-        if proc is not None:
-            if p.paused:
-                self.resume(name)
-            while time.monotonic() < end and proc.poll() is None:
-                time.sleep(0.1)
-            exited = proc.poll() is not None
-        code = proc.poll() if proc is not None else None
-        if proc is not None and not exited:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        while time.monotonic() < end and self.running(name):
+            time.sleep(0.1)
+        exited = not self.running(name)
+        code = self.exit_code(name) if exited else None
+        if not exited:
+            self.kill(name)
         return {"id": mid, "attempts": attempts, "exited_by_itself": exited, "exit_code": code}
+
+    def exit_code(self, name: str) -> int | None:
+        """The exit status of ``name``'s last process (None while it runs or if it never ran)."""
+        proc = self.nodes[name].proc
+        return None if proc is None else proc.poll()
 
     def add_member(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
         """Add ``name`` back as a learner with a fresh data directory and start it with
@@ -315,7 +315,7 @@ class Backend(ABC):
             attempts += 1
             try:
                 with self.admin_client(min(15.0, max(1.0, deadline - time.monotonic()))) as c:
-                    member = c.member_add(p.peer_addr, name=name, client_addr=p.client_addr, learner=True)
+                    member = c.member_add(p.peer_addr, name=name, client_addr=p.listen_client, learner=True)
                 break
             except CoterieError as exc:
                 if time.monotonic() >= deadline:
