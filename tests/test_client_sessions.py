@@ -27,7 +27,7 @@ import grpc
 import pytest
 from coterie.client import AsyncClient, Client, CoterieError
 from coterie.client._core import SessionPool
-from coterie.v1 import cluster_pb2, faults_pb2, faults_pb2_grpc, kv_pb2
+from coterie.v1 import cluster_pb2, faults_pb2, faults_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from tests.proc_cluster import NAMES, ProcCluster, cluster, poll
 
@@ -325,3 +325,20 @@ def test_async_close_closes_every_session(procs: ProcCluster) -> None:
                 kv.Put(req, timeout=10)
             assert ei.value.code() == grpc.StatusCode.NOT_FOUND, ei.value.details()
 
+
+
+def test_a_session_the_cluster_forgot_is_replaced(procs: ProcCluster) -> None:
+    """An idle session that expired or was closed behind the client's back (here: closed with a raw
+    Session.Close) costs the next write nothing but a retry in a new session, applied once."""
+    procs.settled()
+    with Client(procs.endpoints(), timeout=30, max_sessions=2) as cl:
+        cl.put("gone/a", b"1")
+        sid = cl._session.session_id
+        assert sid and cl._pool.opened == 1
+        lead, _ = procs.settled()
+        with grpc.insecure_channel(procs.client[lead]) as ch:
+            kv_pb2_grpc.SessionStub(ch).Close(kv_pb2.SessionCloseRequest(session_id=sid), timeout=10)
+        cl.put("gone/a", b"2")
+        assert cl._pool.opened == 2 and cl._session.session_id not in (0, sid) and cl._pool.live == 1
+        kv = cl.get("gone/a")
+        assert kv is not None and (kv.value, kv.version) == (b"2", 2)
