@@ -246,7 +246,8 @@ class Router:
 
     def failure(self, ep: str, err: CoterieError) -> bool:
         """Record a failure of ``ep``; True if the leader is now known to be elsewhere and the next
-        attempt may go at once (a redirect), False if the caller should back off (and rediscover)."""
+        attempt may go at once (a redirect), False if the caller should back off (and rediscover).
+        A redirect closes the named leader's breaker."""
         with self._lock:
             if isinstance(err, NotLeader):
                 self.breakers[ep].failures = 0
@@ -257,6 +258,11 @@ class Router:
                     if target not in self.breakers:
                         self.endpoints.append(target)
                         self.breakers[target] = Breaker()
+                    # A member vouches for the leader: its breaker closes. Otherwise, with many calls
+                    # sharing this router, a few slow attempts on a busy leader would open its breaker
+                    # and send every call to followers that only redirect back, until the cool-down.
+                    self.breakers[target].failures = 0
+                    self.breakers[target].open_until = 0.0
                     if err.leader_id:
                         self.ids[err.leader_id] = target
                     self.leader = target

@@ -26,7 +26,8 @@ from typing import Any
 import grpc
 import pytest
 from coterie.client import AsyncClient, Client, CoterieError
-from coterie.client._core import SessionPool
+from coterie.client._core import Router, SessionPool
+from coterie.client.errors import NotLeader, OutcomeUnknown
 from coterie.v1 import cluster_pb2, faults_pb2, faults_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from tests.proc_cluster import NAMES, ProcCluster, cluster, poll
@@ -80,6 +81,21 @@ def test_pool_drops_stale_idle_sessions_and_never_reuses_a_seq() -> None:
     # idle for more than half the TTL: it may have expired on the cluster, so it is not used again
     fresh = pool.take(1.0 + 5.1)
     assert fresh is not None and fresh is not s and fresh.session_id == 0 and pool.live == 1
+
+
+def test_a_leader_hint_closes_the_leaders_breaker() -> None:
+    """Many writes share one client, hence one router: a few attempts timing out on a busy leader
+    open its breaker, but a follower's redirect to it must close it again, or every write would bounce
+    between followers until the cool-down."""
+    eps = ["h1:1", "h2:1", "h3:1"]
+    r = Router(eps, threshold=3, cooldown=60.0)
+    r.ids = {1: "h1:1", 2: "h2:1", 3: "h3:1"}
+    r.leader = "h1:1"
+    for _ in range(3):
+        r.failure("h1:1", OutcomeUnknown("attempt timed out", retriable=True))
+    assert r.pick() != "h1:1"  # the breaker is open
+    assert r.failure("h2:1", NotLeader("not the leader", leader_id=1))  # a redirect
+    assert r.pick() == "h1:1"
 
 
 # ==================================================================================== real nodes
