@@ -57,7 +57,10 @@ class LocalBackend(Backend):
     def _apply_when_up(self, name: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.running(name):
-            if self._apply(name):
+            try:
+                if self._apply(name):
+                    return
+            except RuntimeError:  # started without fault injection: setting a fault raises instead
                 return
             time.sleep(0.1)
 
