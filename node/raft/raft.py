@@ -56,10 +56,14 @@ from .types import (
 MT = MessageType
 
 # Messages that do not depend on this node's unpersisted state: a leader's appends and heartbeats carry
-# only entries and a commit index that a quorum already persisted; PreVote changes nothing. Everything
-# else (votes, append acknowledgements, ...) is held until the Ready that produced it is durable.
-_SEND_NOW = frozenset({MT.APP, MT.HEARTBEAT, MT.SNAP, MT.TIMEOUT_NOW, MT.PRE_VOTE, MT.READ_INDEX,
-                       MT.READ_INDEX_RESP})
+# only entries and a commit index that a quorum already persisted; PreVote changes nothing. A heartbeat
+# response promises nothing durable either (as in etcd raft): it tells the leader "in your term, I had
+# seen no later one" (CheckQuorum activity, a ReadIndex ack), which stays true if this node loses an
+# unsynced term change, and sending it at once keeps CheckQuorum independent of the follower's disk.
+# Everything else (votes, append acknowledgements, ...) is held until the Ready that produced it is
+# durable.
+_SEND_NOW = frozenset({MT.APP, MT.HEARTBEAT, MT.HEARTBEAT_RESP, MT.SNAP, MT.TIMEOUT_NOW, MT.PRE_VOTE,
+                       MT.READ_INDEX, MT.READ_INDEX_RESP})
 
 
 class CampaignKind(IntEnum):

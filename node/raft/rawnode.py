@@ -87,18 +87,24 @@ class RawNode:
         committed membership entry per initial member at term 1 (indices 1..n), identical on every
         initial member, so nodes that join later learn the full membership history from the log. A node
         joining an existing cluster passes no ``conf_state`` and learns membership from the leader.
-        It is ignored once storage holds anything.
+        It is ignored once storage holds a hard state or a snapshot. A crash during the very first
+        save may leave a prefix of the bootstrap entries without the hard state (storage writes entries
+        before the hard state); such a node bootstraps again, as if storage were empty, instead of
+        starting at term 0 with a partial membership, which could let it lead term 1 without entries
+        that every other initial member holds as committed.
         """
         hs = hard_state or HardState()
         ents = list(entries or [])
-        bootstrap = conf_state is not None and hs == HardState() and not ents and (
-            snapshot is None or snapshot.is_empty)
-        if bootstrap:
-            assert conf_state is not None
+        boot: list[Entry] = []
+        if conf_state is not None:
             changes = [ConfChange(ConfChangeType.ADD_VOTER, v) for v in sorted(conf_state.voters)]
             changes += [ConfChange(ConfChangeType.ADD_LEARNER, v) for v in sorted(conf_state.learners)]
-            ents = [Entry(1, i + 1, EntryType.CONF_CHANGE, confchange.encode(cc))
+            boot = [Entry(1, i + 1, EntryType.CONF_CHANGE, confchange.encode(cc))
                     for i, cc in enumerate(changes)]
+        bootstrap = conf_state is not None and hs == HardState() and ents == boot[:len(ents)] and (
+            snapshot is None or snapshot.is_empty)
+        if bootstrap:
+            ents = boot
             hs = HardState(term=1, vote=0, commit=len(ents))
         self.raft = Raft(config, rng, hs, snapshot, ents)
         self._prev_soft = self.raft.soft_state()
@@ -158,8 +164,47 @@ class RawNode:
             or r.hard_state() != self._prev_hard
         )
 
+    def take_messages(self) -> list[Message]:
+        """Take the messages that may be sent now, before any pending persistence (the ``messages``
+        part of a Ready), leaving everything else for the next :meth:`ready`.
+
+        For a host that keeps running while a Ready's save is in flight (etcd's ``node.run`` does the
+        same): between ``ready()`` and ``advance()`` it may ``tick()``, ``step()``, ``propose()``,
+        ``read_index()`` and ``transfer_leader()``, and send what this returns at once. Like
+        :meth:`has_ready` it first flushes the appends that proposals made necessary.
+
+        Invariants that make this safe:
+
+        - it returns and clears ``raft.msgs`` only: messages of the ``_SEND_NOW`` kinds (a leader's
+          appends and heartbeats, snapshot chunks, TimeoutNow, PreVote requests, ReadIndex requests and
+          answers), which depend on no unpersisted state of this node. ``msgs_after_persist`` (votes,
+          append acknowledgements, ...), ``read_states``, entries, the hard state, a received snapshot
+          and committed entries all stay for the next ``ready()``, so they are persisted and released
+          exactly as before;
+        - hence calling it is equivalent to a Ready that carries only these messages: in the normal
+          flow ``Ready.messages`` are sent before the Ready's save too, and a Ready taken right now
+          would hold the same messages with the same meaning. A message taken while an earlier Ready's
+          save is in flight refers to log entries that may not be durable here yet; so may any
+          ``Ready.messages`` (a leader sends entries before its own fsync and counts itself only
+          after it, thesis 10.2.1);
+        - ``advance(rd)`` of the Ready in flight stays correct when the core changed meanwhile: it
+          marks stable only the entries of ``rd`` still in the log with the same term
+          (``stable_to``), counts the leader's own match from that, completes a single voter's
+          election only if ``rd.hard_state`` holds the current term and vote, and moves ``applied``
+          only forward. The simulation checks this (``tests/sim/cluster.py``, ``early_send``).
+        """
+        r = self.raft
+        r.flush_appends()
+        msgs, r.msgs = r.msgs, []
+        return msgs
+
     def ready(self) -> Ready:
-        """Collect pending work. Call :meth:`advance` with it once done, before the next ``ready()``."""
+        """Collect pending work. Call :meth:`advance` with it once done, before the next ``ready()``.
+
+        Between ``ready()`` and ``advance()`` the host may keep feeding the core (tick, step,
+        propose, read_index, transfer_leader) and send :meth:`take_messages`; it must not call
+        ``ready()`` again nor ``create_snapshot()`` until it has advanced.
+        """
         r = self.raft
         r.flush_appends()
         soft = r.soft_state()

@@ -7,8 +7,13 @@ Nothing else touches the core. gRPC handlers and the peer transport hand work to
 1. tick the core when a tick interval has passed; feed it every queued message and request;
 2. take a Ready; send ``messages`` at once;
 3. persist snapshot, entries and hard state with one ``fdatasync`` in a worker thread. The event
-   loop keeps serving handlers meanwhile, and the proposals they queue form the next batch (group
-   commit);
+   loop keeps serving handlers meanwhile, and the driver keeps running the core (:meth:`Driver._while_io`):
+   it ticks on schedule, steps peer messages, takes proposals and reads, and sends at once what the
+   core may send before persistence (``RawNode.take_messages``: heartbeats, appends, ...), so a slow
+   fsync never silences the leader's heartbeats or a follower's election clock. What must wait
+   (votes, append acknowledgements, read states, new entries and committed ones) waits for the next
+   Ready. Membership proposals stay queued until the save returns, so the transport learns of a
+   new member (``on_conf_appended``) before anything is sent to it;
 4. send ``persisted_messages``; apply the snapshot and committed entries to the state machine,
    resolving the futures of the proposals they answer; release ReadIndex reads once applied;
 5. ``advance()``; take a state machine snapshot and compact when enough entries were applied.
@@ -33,9 +38,9 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..raft import (
     ConfChange,
@@ -55,6 +60,7 @@ from ..statemachine import Response, StateMachine
 from ..storage import DiskStorage
 
 log = logging.getLogger("coterie.driver")
+_T = TypeVar("_T")
 
 
 class DriverError(RaftError):
@@ -137,6 +143,10 @@ class Driver:
         self.on_conf_appended: list[Callable[[ConfChange], None]] = []
         """Callbacks run (on the loop) for each membership change written to the local log, before
         the Ready's messages are sent; it may still be truncated later. Must be quick, not raise."""
+        self._next_tick = 0.0
+        self._held: list[tuple[str, Any, Any]] = []
+        """Membership proposals held back while a save is in flight; queued again right after it."""
+        """Loop time of the next ``raw.tick()``; shared by the loop and :meth:`_while_io`."""
         self._last_heard: dict[int, float] = {}
         self._leader_contact: float | None = None
         self.on_applied: list[Callable[[], None]] = []
@@ -227,34 +237,82 @@ class Driver:
     # ---------------------------------------------------------------- the loop
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        tick = self.cfg.tick_interval
-        next_tick = loop.time() + tick
+        self._next_tick = loop.time() + self.cfg.tick_interval
         try:
             while not self._stopping:
                 if not self._inbox and not self.raw.has_ready():
                     self._wake.clear()
-                    delay = next_tick - loop.time()
+                    delay = self._next_tick - loop.time()
                     if delay > 0:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake.wait(), delay)
-                now = loop.time()
-                if now >= next_tick:
-                    self.raw.tick()
-                    next_tick += tick
-                    if self._reads:
-                        self._expire_reads(now)
-                    if next_tick < now:  # fell behind (a long fsync): do not burst ticks
-                        next_tick = now + tick
+                self._tick_if_due()
                 self._drain_inbox()
                 if self.raw.has_ready():
                     await self._handle_ready(self.raw.ready())
         finally:
             self._fail_all(Stopped("node is shutting down"))
 
-    def _drain_inbox(self) -> None:
+    def _tick_if_due(self) -> None:
+        """Tick the core once if the tick time has come (never a burst of ticks after a stall)."""
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_tick:
+            self.raw.tick()
+            self._next_tick += self.cfg.tick_interval
+            if self._reads:
+                self._expire_reads(now)
+            if self._next_tick < now:  # fell behind (a stalled loop): do not burst ticks
+                self._next_tick = now + self.cfg.tick_interval
+
+    async def _while_io(self, io: Awaitable[_T]) -> _T:
+        """Await ``io`` (a Ready's save in a worker thread) while keeping the core running.
+
+        Between the Ready and its ``advance()`` the core is ticked on schedule, fed the inbox, and
+        whatever it may send before persistence goes out at once (``RawNode.take_messages``, whose
+        docstring argues why that equals sending a Ready that carries only those messages). Nothing
+        else is taken from the core here: no second Ready while one is in flight, and membership
+        proposals are held back until ``io`` is done (see :meth:`_drain_inbox`). Returns ``io``'s
+        result.
+        """
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(io)
+        try:
+            while not task.done():
+                if not self._inbox:
+                    self._wake.clear()
+                    waiter = loop.create_task(self._wake.wait())
+                    try:
+                        await asyncio.wait((task, waiter), timeout=max(0.0, self._next_tick - loop.time()),
+                                           return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiter.cancel()
+                self._tick_if_due()
+                self._drain_inbox(in_window=True)
+                msgs = self.raw.take_messages()
+                if msgs:
+                    self.transport.send(msgs)
+        except BaseException:
+            # Cancelled (or a callback raised): the worker thread cannot be stopped, so let the
+            # save finish before the caller goes on, and keep the original error.
+            if not task.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(task)
+            raise
+        finally:
+            self._inbox.extendleft(reversed(self._held))
+            self._held.clear()
+        return task.result()
+
+    def _drain_inbox(self, in_window: bool = False) -> None:
+        """Feed queued work to the core. ``in_window``: a Ready's save is in flight, so membership
+        proposals are held back (in order, ``_held``) for after it; their entry then reaches
+        ``on_conf_appended`` with the next Ready, before any message to a new member is sent."""
         raw = self.raw
         while self._inbox:
             kind, arg, fut = self._inbox.popleft()
+            if kind == "conf" and in_window:
+                self._held.append((kind, arg, fut))
+                continue
             if kind == "msg":
                 raw.step(arg)
                 now = asyncio.get_running_loop().time()
@@ -305,8 +363,8 @@ class Driver:
                         cb(cc)
         self.transport.send(rd.messages)
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
-            await asyncio.to_thread(self.storage.save, rd.hard_state, rd.entries, rd.snapshot,
-                                    sync=rd.must_sync)
+            await self._while_io(asyncio.to_thread(self.storage.save, rd.hard_state, rd.entries,
+                                                   rd.snapshot, sync=rd.must_sync))
         self.transport.send(rd.persisted_messages)
         if rd.snapshot is not None:
             self.sm.restore(rd.snapshot.data)

@@ -44,6 +44,7 @@ from coterie.node.raft import (
     Role,
     Snapshot,
 )
+from coterie.node.raft.log import RaftLog
 from coterie.node.raft.raft import Raft
 
 from .linearizability import Op, RegisterModel, check
@@ -102,6 +103,14 @@ class SimOptions:
     transfer: bool = True
     fsync_delay: tuple[int, int] = (1, 6)
     """Time units between a write and its fsync returning: the window in which a crash loses data."""
+    slow_fsync: float = 0.1
+    """Probability that a save takes ``slow_fsync_ticks`` ticks at most instead (a stalled disk)."""
+    slow_fsync_ticks: int = 12
+    early_send: float = 0.7
+    """Probability (per node start) that the host keeps working while a Ready's save is in flight, as
+    the real driver does: it ticks, steps, takes proposals and reads, and sends
+    ``RawNode.take_messages()`` at once; non-synced saves then take time too. Otherwise it still
+    ticks and steps in the window but sends nothing until ``advance()``."""
     max_size_per_msg: int = 256
     """Small, so lagging followers catch up over several messages (more interleavings)."""
     profile: str = "mixed"
@@ -129,6 +138,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                  "crash": False},
     "storm": {"fault_every": (2, 6), "fsync_delay": (2, 20), "max_size_per_msg": 48,
               "drop": 0.05, "long_delay": 0.05},
+    "slow-disk": {"slow_fsync": 0.4, "slow_fsync_ticks": 15, "early_send": 1.0, "fault_every": (5, 20)},
 }
 """Overrides drawn per seed by the ``mixed`` profile, so the same run covers calm and hostile worlds."""
 
@@ -137,6 +147,8 @@ BUGS = {
     "vote_any_log": "grant votes without the election restriction (5.4.1)",
     "ack_before_fsync": "send acknowledgements and votes before the fsync returns",
     "read_local": "serve reads from local state without ReadIndex",
+    "early_acks": "while a save is in flight, also send the messages that wait for persistence",
+    "stable_any_term": "advance() marks a Ready's entries stable even if the log changed meanwhile",
 }
 
 
@@ -241,6 +253,7 @@ class SimNode:
         self.read_waits: list[tuple[int, int]] = []
         self.snapshot_every = sim.rng.randint(*sim.opts.snapshot_every)
         self.last_snap = 0
+        self.early_send = False
         self.start()
 
     def start(self) -> None:
@@ -260,12 +273,13 @@ class SimNode:
         self.last_snap = self.applied
         self.inflight = None
         self.read_waits = []
+        self.early_send = self.sim.rng.random() < self.sim.opts.early_send
         self.alive = True
         self.sim.check_restart(self)
 
     def crash(self) -> None:
         """Lose everything not fsynced: an in-flight write keeps a random prefix of its records."""
-        if self.inflight is not None:
+        if self.inflight is not None and self.inflight.must_sync:
             rd = self.inflight
             n = (rd.snapshot is not None) + len(rd.entries) + (rd.hard_state is not None)
             self.disk.write(rd, keep=self.sim.rng.randint(0, n))
@@ -274,8 +288,21 @@ class SimNode:
 
     # ------------------------------------------------------------ ready handling
     def pump(self) -> None:
-        """Start persisting the next Ready, if any and none is in flight."""
-        if not self.alive or self.inflight is not None or not self.raw.has_ready():
+        """Start persisting the next Ready, if any and none is in flight. While one is in flight, an
+        ``early_send`` host sends the core's send-now messages at once (``RawNode.take_messages``)."""
+        if not self.alive:
+            return
+        if self.inflight is not None:
+            if self.early_send:
+                for m in self.raw.take_messages():
+                    self.sim.net.send(m)
+                if "early_acks" in self.sim.opts.bugs:
+                    r = self.raw.raft
+                    early, r.msgs_after_persist = r.msgs_after_persist, []
+                    for m in early:
+                        self.sim.net.send(m)
+            return
+        if not self.raw.has_ready():
             return
         rd = self.raw.ready()
         self.sim.observe_ready(self, rd)
@@ -285,8 +312,14 @@ class SimNode:
             for m in rd.persisted_messages:
                 self.sim.net.send(m)
         self.inflight = rd
-        if rd.must_sync:
-            self.sim.schedule(self.sim.rng.randint(*self.sim.opts.fsync_delay), self.id, "fsync", rd)
+        o = self.sim.opts
+        if rd.must_sync or self.early_send:
+            # The save window: ticks, messages and clients keep reaching the core until "fsync".
+            if self.sim.rng.random() < o.slow_fsync:
+                delay = self.sim.rng.randint(1, TICK * o.slow_fsync_ticks)
+            else:
+                delay = self.sim.rng.randint(*o.fsync_delay)
+            self.sim.schedule(delay, self.id, "fsync", rd)
         else:
             self.finish(rd)
 
@@ -524,9 +557,16 @@ class Simulation:
     # ------------------------------------------------------------ bugs
     @contextmanager
     def _bugs(self) -> Iterator[None]:
-        saved: list[tuple[str, Any]] = []
+        saved: list[tuple[Any, str, Any]] = []
+        if "stable_any_term" in self.opts.bugs:
+            saved.append((RaftLog, "stable_to", RaftLog.stable_to))
+
+            def stable_to(log: RaftLog, index: int, term: int) -> None:
+                log.stabled = max(log.stabled, min(index, log.last_index()))
+
+            RaftLog.stable_to = stable_to  # type: ignore[method-assign]
         if "vote_any_log" in self.opts.bugs:
-            saved.append(("_log_ok_for_vote", Raft._log_ok_for_vote))
+            saved.append((Raft, "_log_ok_for_vote", Raft._log_ok_for_vote))
             Raft._log_ok_for_vote = lambda self, m: True  # type: ignore[method-assign]
         if "stale_votes" in self.opts.bugs:
             real_step = Raft.step
@@ -536,13 +576,13 @@ class Simulation:
                     m = dataclasses.replace(m, term=r.term)
                 real_step(r, m)
 
-            saved.append(("step", real_step))
+            saved.append((Raft, "step", real_step))
             Raft.step = step  # type: ignore[method-assign]
         try:
             yield
         finally:
-            for name, fn in saved:
-                setattr(Raft, name, fn)
+            for cls, name, fn in saved:
+                setattr(cls, name, fn)
 
     # ------------------------------------------------------------ workload
     def leader_guess(self) -> int:
