@@ -15,8 +15,9 @@ polls only make the failure message say when. Nothing asserts timings; every pro
 
 Parameters (``COTERIE_HB_*`` environment variables override them, for measuring). Measured on a
 shared 2-core machine: with the old driver this test failed 3 of 5 runs (an election each time; the
-2 passes were on the least loaded machine), with the new one it passed 4 of 4 runs, two of them at a
-load average above 20. A 20 ms tick is marginal on a starved machine whatever the driver does (the
+2 passes were on the least loaded machine), with the new one it passed 2 of 2 runs, both at a load
+average above 20 (a version without send-now heartbeat responses lost the leader to CheckQuorum in 1
+of 2 runs). A 20 ms tick is marginal on a starved machine whatever the driver does (the
 event loop itself can stall for an election timeout), so this test asserts the design, not a margin.
 """
 
