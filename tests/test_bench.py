@@ -133,7 +133,7 @@ def test_bench_get_table(cluster: CoterieCluster, serializable: bool) -> None:
     row = lines[1].split()
     assert row[:6] == ["coterie", "get-serializable" if serializable else "get", "3", "40", "0", "0"]
     assert float(row[7].replace(",", "")) > 0
-    assert "1 session(s)" in lines[2]
+    assert "1 client(s); 3 session(s)" in lines[2]  # the setup's 3 writers, one session each
 
 
 def test_bench_reports_failure_without_a_cluster() -> None:
