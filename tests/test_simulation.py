@@ -47,7 +47,12 @@ BUG_WORLDS: dict[str, dict[str, object]] = {
 def test_injected_bug_is_caught(bug: str) -> None:
     """Prove the checks can fail: each deliberate bug is caught within a bounded range of seeds."""
     kw = BUG_WORLDS[bug]
-    for seed in range(400):
+    # 1200: stale_votes is first caught at seed 523 (Election Safety) and stable_any_term at 918 (a
+    # restarted node lost a committed entry). With a bound of 400, stale_votes was "caught" at seed 31
+    # only by a Liveness failure (a removed node that never learnt its removal kept deposing leaders,
+    # which the simulation now stops as the real peer transport does), and stable_any_term's seed-215
+    # schedule diverges since then.
+    for seed in range(1200):
         try:
             run_seed(seed, bugs=frozenset({bug}), **kw)  # type: ignore[arg-type]
         except SafetyViolation as exc:

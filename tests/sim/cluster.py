@@ -43,6 +43,7 @@ from coterie.node.raft import (
     Ready,
     Role,
     Snapshot,
+    confchange,
 )
 from coterie.node.raft.log import RaftLog
 from coterie.node.raft.raft import Raft
@@ -207,11 +208,20 @@ def encode_cmd(op_id: int, kind: str, key: str, value: int | None, expected: int
 
 
 class Register:
-    """The replicated state machine of the simulation: registers keyed by name."""
+    """The replicated state machine of the simulation: registers keyed by name, and (like the real
+    node's member book) the ids that applied membership changes removed."""
 
     def __init__(self) -> None:
         self.values: dict[str, int] = {}
         self.results: dict[int, Any] = {}
+        self.removed: set[int] = set()
+
+    def apply_conf(self, data: bytes) -> None:
+        cc = confchange.decode(data)
+        if cc.type == ConfChangeType.REMOVE:
+            self.removed.add(cc.node_id)
+        else:
+            self.removed.discard(cc.node_id)
 
     def apply(self, data: bytes) -> None:
         op_id, kind, key, value, expected = msgpack.unpackb(data)
@@ -225,15 +235,16 @@ class Register:
             self.results[op_id] = ok
 
     def dump(self) -> bytes:
-        return msgpack.packb([self.values, list(self.results.items())])
+        return msgpack.packb([self.values, list(self.results.items()), sorted(self.removed)])
 
     @classmethod
     def load(cls, data: bytes) -> Register:
         r = cls()
         if data:
-            values, results = msgpack.unpackb(data, strict_map_key=False)
+            values, results, removed = msgpack.unpackb(data, strict_map_key=False)
             r.values = dict(values)
             r.results = dict((k, v) for k, v in results)
+            r.removed = set(removed)
         return r
 
 
@@ -254,6 +265,11 @@ class SimNode:
         self.snapshot_every = sim.rng.randint(*sim.opts.snapshot_every)
         self.last_snap = 0
         self.early_send = False
+        self.decommissioned = False
+        """Stopped for good: a peer refused its traffic because an applied change removed it (the real
+        node then shuts down). A node removed while it could not hear of it never learns it from
+        Raft (the leader no longer contacts it) and, without PreVote and CheckQuorum, would force
+        the members to step down every election timeout (thesis 4.2.3)."""
         self.start()
 
     def start(self) -> None:
@@ -345,6 +361,8 @@ class SimNode:
             self.sim.observe_apply(self, e)
             if e.type == EntryType.NORMAL and e.data:
                 self.sm.apply(e.data)
+            elif e.type == EntryType.CONF_CHANGE:
+                self.sm.apply_conf(e.data)
             self.applied = e.index
         for rs in rd.read_states:
             self.read_waits.append((rs.index, int.from_bytes(rs.context, "big")))
@@ -774,7 +792,7 @@ class Simulation:
         if node is None:
             return
         if kind == "restart":
-            if not node.alive and not node.raw.raft.removed:
+            if not node.alive and not node.raw.raft.removed and not node.decommissioned:
                 node.start()
                 self.log(f"restart n{node.id}")
             return
@@ -784,12 +802,23 @@ class Simulation:
             m: Message = payload
             if (m.frm, m.to) in self.net.cut:
                 return
+            if m.frm in node.sm.removed:
+                # As the real peer transport (node/server/peer.py): traffic from a member that an
+                # applied change removed is refused, and the refusal tells the sender, which stops.
+                self.schedule(self.rng.randint(1, self.opts.max_delay), m.frm, "refused", node.id)
+                return
             if m.type.name == "SNAP" and m.snap_offset == 0:
                 self.stats["snapshots_sent"] += 1
             node.raw.step(m)
             self.net.delivered += 1
         elif kind == "fsync":
             node.finish(payload)
+            return
+        elif kind == "refused":
+            if not node.decommissioned:
+                node.decommissioned = True
+                node.crash()
+                self.log(f"n{node.id} refused as removed by n{payload}, stopped for good")
             return
         elif kind == "tick":
             node.raw.tick()
@@ -834,7 +863,7 @@ class Simulation:
         self.chaos = False
         self.net.heal()
         for n in self.nodes.values():
-            if not n.alive and not n.raw.raft.removed:
+            if not n.alive and not n.raw.raft.removed and not n.decommissioned:
                 n.start()
         self.log("final heal")
 
