@@ -253,9 +253,12 @@ class Driver:
         finally:
             self._fail_all(Stopped("node is shutting down"))
 
-    def _tick_if_due(self) -> None:
-        """Tick the core once if the tick time has come (never a burst of ticks after a stall)."""
+    def _tick_if_due(self) -> bool:
+        """Tick the core once if the tick time has come (never a burst of ticks after a stall);
+        True if it ticked."""
         now = asyncio.get_running_loop().time()
+        if now < self._next_tick:
+            return False
         if now >= self._next_tick:
             self.raw.tick()
             self._next_tick += self.cfg.tick_interval
@@ -263,6 +266,7 @@ class Driver:
                 self._expire_reads(now)
             if self._next_tick < now:  # fell behind (a stalled loop): do not burst ticks
                 self._next_tick = now + self.cfg.tick_interval
+        return True
 
     async def _while_io(self, io: Awaitable[_T]) -> _T:
         """Await ``io`` (a Ready's save in a worker thread) while keeping the core running.
@@ -286,11 +290,16 @@ class Driver:
                                            return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         waiter.cancel()
-                self._tick_if_due()
+                ticked = self._tick_if_due()
                 self._drain_inbox(in_window=True)
-                msgs = self.raw.take_messages()
-                if msgs:
-                    self.transport.send(msgs)
+                # Send only when a tick came due: that keeps heartbeats (and whatever else is
+                # pending) flowing through a long save, while proposals arriving during a short save
+                # still leave as one batched append with the next Ready instead of one append per
+                # proposal (which measured ~2x the CPU per put at 64 clients).
+                if ticked:
+                    msgs = self.raw.take_messages()
+                    if msgs:
+                        self.transport.send(msgs)
         except BaseException:
             # Cancelled (or a callback raised): the worker thread cannot be stopped, so let the
             # save finish before the caller goes on, and keep the original error.
