@@ -271,9 +271,9 @@ class Driver:
     async def _while_io(self, io: Awaitable[_T]) -> _T:
         """Await ``io`` (a Ready's save in a worker thread) while keeping the core running.
 
-        Between the Ready and its ``advance()`` the core is ticked on schedule, fed the inbox, and
-        whatever it may send before persistence goes out at once (``RawNode.take_messages``, whose
-        docstring argues why that equals sending a Ready that carries only those messages). Nothing
+        Between the Ready and its ``advance()`` the core is ticked on schedule and fed the inbox, and
+        at every tick whatever it may send before persistence goes out (``RawNode.take_messages``,
+        whose docstring argues why that equals sending a Ready that carries only those messages). Nothing
         else is taken from the core here: no second Ready while one is in flight, and membership
         proposals are held back until ``io`` is done (see :meth:`_drain_inbox`). Returns ``io``'s
         result.
