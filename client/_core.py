@@ -184,6 +184,18 @@ def deadline_error(timeout: float, attempts: int, last: CoterieError | None, *, 
                             + why, retriable=True, last_error=last)
 
 
+def session_open_error(exc: BaseException, timeout: float) -> BaseException:
+    """What a write raises when it could not get a session: it was never sent, so whatever the
+    outcome of the Session.Open attempts (an orphaned session expires by itself), the write is
+    "not applied" and safe to retry."""
+    if isinstance(exc, DeadlineExceeded | OutcomeUnknown):
+        last = exc.last_error if isinstance(exc, DeadlineExceeded) and exc.last_error else exc
+        return DeadlineExceeded(
+            f"the write (not applied) could not open a session within {timeout:.1f} s; last error: "
+            f"{last.message}", retriable=True, last_error=last)
+    return exc
+
+
 # ============================================================================== leader tracking
 
 

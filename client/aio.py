@@ -339,9 +339,12 @@ class AsyncClient:
         try:
             resp = await self._invoke("session", "Open", kv_pb2.SessionOpenRequest(), write=True,
                                       call=open_call)
-        except BaseException:
+        except BaseException as exc:
             self._settle(s, retire=True)
-            raise
+            err = _core.session_open_error(exc, call.timeout)
+            if err is exc:
+                raise
+            raise err from exc
         self._pool.opened_session(s, resp, open_call.started)
         return s
 

@@ -333,9 +333,12 @@ class Client:
         open_call = CallState(max(0.0, call.remaining()), True, True)
         try:
             resp = self._invoke("session", "Open", kv_pb2.SessionOpenRequest(), write=True, call=open_call)
-        except BaseException:
+        except BaseException as exc:
             self._settle(s, retire=True)
-            raise
+            err = _core.session_open_error(exc, call.timeout)
+            if err is exc:
+                raise
+            raise err from exc
         with self._pool_cond:
             self._pool.opened_session(s, resp, open_call.started)
         return s

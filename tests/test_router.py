@@ -85,3 +85,17 @@ def test_load_shedding_answers_are_retriable() -> None:
     e = map_rpc_error(_FakeRpcError(SC.INVALID_ARGUMENT, "key is empty"), endpoint="a", write=True,
                       idempotent=True)
     assert isinstance(e, InvalidArgument) and not e.retriable
+
+
+def test_a_write_that_could_not_open_a_session_was_not_applied() -> None:
+    from coterie.client._core import session_open_error
+    from coterie.client.errors import DeadlineExceeded, InvalidArgument, OutcomeUnknown
+
+    # The last Session.Open attempt timed out (its own outcome unknown): the write itself was never sent.
+    opened = DeadlineExceeded("the write did not complete ... may or may not have been applied",
+                              retriable=False, last_error=OutcomeUnknown("attempt timed out"))
+    err = session_open_error(opened, 2.0)
+    assert isinstance(err, DeadlineExceeded) and err.retriable and "not applied" in str(err)
+    assert isinstance(err.last_error, OutcomeUnknown)
+    bad = InvalidArgument("nope")
+    assert session_open_error(bad, 2.0) is bad
