@@ -57,6 +57,10 @@ watch response holds a whole revision, which has no size bound (a delete of a la
 ``prev_kv``), and a range answer can be large too. The server bounds what clients send it."""
 MAX_ATTEMPTS = 200
 """A hard bound on the attempts of one call, besides its deadline."""
+MIN_RETRY_SECONDS = 0.1
+"""A retry is not started with less than this left of the call's deadline: an attempt cut off by
+the deadline a few milliseconds in would turn a write that was certainly not applied (the last
+failure said so) into one of unknown outcome. The first attempt is always made."""
 
 
 def parse_endpoints(endpoints: str | Iterable[str]) -> list[str]:
@@ -607,7 +611,10 @@ class CallState:
         return max(0.0, min(self.remaining(), max(1.0, self.timeout / 3)))
 
     def exhausted(self) -> DeadlineExceeded | None:
-        if self.remaining() <= 0 or self.attempts >= MAX_ATTEMPTS:
+        """The error to raise instead of another attempt, or None to go on (see
+        :data:`MIN_RETRY_SECONDS`)."""
+        left = self.remaining()
+        if left <= 0 or self.attempts >= MAX_ATTEMPTS or (self.attempts > 0 and left < MIN_RETRY_SECONDS):
             return deadline_error(self.timeout, self.attempts, self.last, write=self.write,
                                   maybe_applied=self.maybe_applied)
         return None

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: two test workers share the machine's cores with node processes, so an
+# example's wall-clock time says nothing about the code under test.
+settings.register_profile("coterie", deadline=None)
+settings.load_profile("coterie")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -176,20 +176,22 @@ class ProcCluster:
             time.sleep(0.05)
         raise AssertionError(f"the cluster did not settle within {timeout} s: {last}\n{self.logs()}")
 
-    def quiet(self, leader: str, timeout: float = 30.0) -> cluster_pb2.StatusResponse:
-        """Wait until ``leader`` has nothing in flight: every member it knows has published its client
-        address (so no member-attribute proposal is still to come), and its log is fully committed
-        and applied. Tests that count the leader's pending proposals need this, not just
-        :meth:`settled`. Returns the leader's status at that moment."""
+    def quiet(self, leader: str | None = None, timeout: float = 30.0) -> cluster_pb2.StatusResponse:
+        """Wait until ``leader`` (default: whoever leads) has nothing in flight: every member has
+        published its client address (so no member-attribute proposal is still to come), and the
+        leader's log is fully committed and applied. Tests that count the leader's pending proposals
+        need this, not just :meth:`settled`. Returns the leader's status at that moment."""
         end = time.monotonic() + timeout
         st = None
         since: tuple[int, float] | None = None  # (last index, when first seen) while it holds still
         while time.monotonic() < end:
-            st = self.status(leader)
+            who = leader if leader is not None else self.leader(timeout=max(0.1, end - time.monotonic()))
+            st = self.status(who)
             now = time.monotonic()
             if (st is not None and st.role == cluster_pb2.ROLE_LEADER and st.members
                     and all(m.client_addr for m in st.members)
-                    and st.commit_index == st.applied_index == st.last_index):
+                    and st.commit_index == st.applied_index == st.last_index
+                    and self._all_published()):
                 # The leader's own entry shows its flags even before it published them: also wait
                 # until the log has held still for longer than two publish intervals (0.5 s each).
                 if since is None or since[0] != st.last_index:
@@ -200,6 +202,15 @@ class ProcCluster:
                 since = None
             time.sleep(0.05)
         raise AssertionError(f"{leader} did not go quiet within {timeout} s: {st}\n{self.logs()}")
+
+    def _all_published(self) -> bool:
+        """Every running member names every member's client address. A member knows the others'
+        addresses only from the replicated book (its own comes from its flags), so this holds only
+        once every publication was applied there."""
+        for st in self.statuses().values():
+            if st is None or not st.members or not all(m.client_addr for m in st.members):
+                return False
+        return True
 
     def kv(self, name: str) -> tuple[grpc.Channel, kv_pb2_grpc.KVStub]:
         """A raw channel and KV stub for one member (close the channel when done)."""

@@ -35,6 +35,7 @@ def members_json(endpoints: str) -> list[dict[str, Any]]:
 def test_member_commands_and_node_config_file(tmp_path: Path) -> None:
     with cluster(tmp_path / "c") as c:
         # A follower alone is enough: the list carries every member's client address.
+        c.quiet()  # every member has published its addresses
         leader = c.leader()
         follower = next(n for n in ("n1", "n2", "n3") if n != leader)
         ms = members_json(c.client[follower])

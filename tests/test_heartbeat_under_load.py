@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from coterie.v1 import cluster_pb2
 
 from tests.proc_cluster import cluster
@@ -46,6 +47,7 @@ def _observe(statuses: dict[str, cluster_pb2.StatusResponse | None]) -> dict[str
     return {n: None if s is None else (s.term, s.leader_id) for n, s in statuses.items()}
 
 
+@pytest.mark.serial
 def test_flood_at_20ms_tick_keeps_leader_and_term(tmp_path: Path) -> None:
     """Two floods of 200 clients for 8 s against a 3-node cluster at a 20 ms tick: the leader and
     the term never change, and writes and linearizable reads were served."""

@@ -37,7 +37,9 @@ class ProcCluster:
         return [sys.executable, "-m", "coterie.client.cli", "node", "--name", name,
                 "--data-dir", str(data_dir or self.root / name), "--client-addr", self.client[name],
                 "--peer-addr", self.peer[name], "--initial-cluster", self.initial,
-                "--tick-ms", "20", "--log-level", "warning"]
+                # 20 ms ticks keep the tests quick; 25 ticks (0.5-1 s election timeouts) keep a
+                # leader in place while two test workers load both cores.
+                "--tick-ms", "20", "--election-ticks", "25", "--log-level", "warning"]
 
     def start(self, name: str) -> None:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
@@ -132,7 +134,16 @@ def test_kill_leader_then_everyone_loses_no_acknowledged_write(cluster: ProcClus
     for n in killed:
         c.start(n)
     leader = c.leader()
-    got = get_all(c.client[leader], b"a/")
+    end = time.monotonic() + 20
+    while True:  # the restarted node may cost the leader its place: retry on another
+        try:
+            got = get_all(c.client[leader], b"a/")
+            break
+        except grpc.RpcError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
+            leader = c.leader()
     missing = [k for k in acked if got.get(k) != acked[k]]
     assert not missing, f"lost acknowledged writes after a leader kill: {missing[:5]}"
     # Every node at once.
@@ -162,3 +173,14 @@ def test_data_dir_of_another_node_is_refused(cluster: ProcCluster, tmp_path: Pat
                        env={**os.environ})
     assert r.returncode != 0
     assert b"belongs to node 'n1'" in r.stderr
+
+
+def test_a_port_in_use_is_refused(cluster: ProcCluster, tmp_path: Path) -> None:
+    """A second node given the addresses of a running one fails with a clear error instead of sharing
+    the port (grpc's default SO_REUSEPORT would let it bind silently)."""
+    c = cluster
+    c.leader()
+    r = subprocess.run(c.cmd("n2", data_dir=tmp_path / "other"), capture_output=True, timeout=60,
+                       env={**os.environ})
+    assert r.returncode != 0
+    assert b"cannot listen on --peer-addr" in r.stderr and b"in use" in r.stderr, r.stderr[-2000:]

@@ -191,6 +191,18 @@ def _meta_members(meta: dict[str, Any]) -> dict[int, MemberAttrs]:
     return out
 
 
+def _listen(server: grpc.aio.Server, addr: str, flag: str) -> None:
+    """Bind ``server`` to ``addr`` or raise :class:`NodeConfigError` naming ``flag`` (grpc either
+    returns port 0 or raises RuntimeError, depending on its version)."""
+    try:
+        port = server.add_insecure_port(addr)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise NodeConfigError(f"cannot listen on {flag} {addr} "
+                              "(in use by another process, or not an address of this host)")
+
+
 class Node:
     def __init__(self, cfg: NodeConfig) -> None:
         cfg.validate()
@@ -275,21 +287,22 @@ class Node:
                                           snapshot_entries=cfg.snapshot_entries,
                                           snapshot_keep=cfg.snapshot_keep,
                                           max_pending_proposals=cfg.max_pending_proposals))
+        # grpc turns SO_REUSEPORT on by default: a second node started on a port in use would then
+        # share it silently (the kernel splitting connections between two clusters). Off: it fails.
+        no_reuse = ("grpc.so_reuseport", 0)
         peer_opts = [("grpc.max_receive_message_length", MAX_PEER_MESSAGE),
-                     ("grpc.max_send_message_length", MAX_PEER_MESSAGE)]
+                     ("grpc.max_send_message_length", MAX_PEER_MESSAGE), no_reuse]
         self.peer_server = grpc.aio.server(options=peer_opts)
         raft_pb2_grpc.add_RaftPeerServicer_to_server(
             PeerServicer(self.cluster_id, self.driver.deliver, self.transport.stats, self.faults,
                          is_removed=lambda i: self.driver.sm.members.is_removed(i)),
             self.peer_server)
-        if self.peer_server.add_insecure_port(cfg.peer_addr) == 0:
-            raise NodeConfigError(f"cannot listen on --peer-addr {cfg.peer_addr}")
+        _listen(self.peer_server, cfg.peer_addr, "--peer-addr")
         self.client_server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", MAX_CLIENT_REQUEST + (64 << 10))],
+            options=[("grpc.max_receive_message_length", MAX_CLIENT_REQUEST + (64 << 10)), no_reuse],
             maximum_concurrent_rpcs=4096)
         self._add_client_services()
-        if self.client_server.add_insecure_port(cfg.client_addr) == 0:
-            raise NodeConfigError(f"cannot listen on --client-addr {cfg.client_addr}")
+        _listen(self.client_server, cfg.client_addr, "--client-addr")
         await self.peer_server.start()
         self.transport.start()
         self._driver_task = asyncio.create_task(self.driver.run(), name="driver")
