@@ -5,8 +5,11 @@ Nothing else touches the core. gRPC handlers and the peer transport hand work to
 (for the latter two) await a future. The loop, in order (thesis 10.2.1, etcd raft's Ready contract):
 
 1. tick the core when a tick interval has passed; feed it every queued message and request;
-2. take a Ready; send ``messages`` at once;
-3. persist snapshot, entries and hard state with one ``fdatasync`` in a worker thread. The event
+2. take a Ready; send ``messages`` at once; apply the committed entries that precede the Ready's
+   new entries (they are durable here already, saved by earlier Readies) and answer their
+   proposals, so a response never waits for the next batch's fsync;
+3. persist snapshot, entries and hard state with one ``fdatasync`` in a worker thread (a Ready that
+   only moves the commit index is one small unsynced write, done inline). The event
    loop keeps serving handlers meanwhile, and the driver keeps running the core (:meth:`Driver._while_io`):
    it ticks on schedule, steps peer messages, takes proposals and reads, and sends at once what the
    core may send before persistence (``RawNode.take_messages``: heartbeats, appends, ...), so a slow
@@ -14,8 +17,9 @@ Nothing else touches the core. gRPC handlers and the peer transport hand work to
    (votes, append acknowledgements, read states, new entries and committed ones) waits for the next
    Ready. Membership proposals stay queued until the save returns, so the transport learns of a
    new member (``on_conf_appended``) before anything is sent to it;
-4. send ``persisted_messages``; apply the snapshot and committed entries to the state machine,
-   resolving the futures of the proposals they answer; release ReadIndex reads once applied;
+4. send ``persisted_messages``; apply the snapshot and the remaining committed entries (on a
+   follower, entries can commit in the Ready that brings them), resolving the futures of the
+   proposals they answer; release ReadIndex reads once applied;
 5. ``advance()``; take a state machine snapshot and compact when enough entries were applied.
 
 Membership changes (:meth:`Driver.propose_conf_change`) travel the same way. The entry is applied to
@@ -45,6 +49,7 @@ from typing import Any, Protocol, TypeVar
 from ..raft import (
     ConfChange,
     ConfChangeType,
+    Entry,
     EntryType,
     Message,
     NotLeader,
@@ -371,13 +376,60 @@ class Driver:
                     for cb in list(self.on_conf_appended):
                         cb(cc)
         self.transport.send(rd.messages)
+        # Committed entries below this Ready's first new entry are durable here already (earlier
+        # Readies saved them): apply them, and answer their proposals, before this Ready's save
+        # instead of after it (etcd applies concurrently with the append for the same reason). The
+        # rest (entries that commit in the same Ready that brings them, on a follower) and anything
+        # after a received snapshot waits for the save.
+        committed = rd.committed_entries
+        if rd.snapshot is None and committed:
+            durable_below = rd.entries[0].index if rd.entries else committed[-1].index + 1
+            split = len(committed)
+            while split and committed[split - 1].index >= durable_below:
+                split -= 1
+            early, committed = committed[:split], committed[split:]
+            if early:
+                self._apply(early)
+                for notify in list(self.on_applied):
+                    notify()
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
-            await self._while_io(asyncio.to_thread(self.storage.save, rd.hard_state, rd.entries,
-                                                   rd.snapshot, sync=rd.must_sync))
+            if rd.must_sync or rd.entries or rd.snapshot is not None:
+                await self._while_io(asyncio.to_thread(self.storage.save, rd.hard_state, rd.entries,
+                                                       rd.snapshot, sync=rd.must_sync))
+            else:  # only the commit index moved: one small unsynced write, not worth a thread hop
+                self.storage.save(rd.hard_state, (), None, sync=False)
         self.transport.send(rd.persisted_messages)
         if rd.snapshot is not None:
             self.sm.restore(rd.snapshot.data)
-        for e in rd.committed_entries:
+        self._apply(committed)
+        for rs in rd.read_states:
+            pending = self._reads.pop(rs.context, None)
+            if pending is not None and not pending[1].done():
+                self._read_waits.append((rs.index, pending[1]))
+        self.raw.advance(rd)
+        applied = self.sm.applied_index
+        if rd.snapshot is not None or committed:
+            for notify in list(self.on_applied):
+                notify()
+        if self._read_waits:
+            still = []
+            for index, fut in self._read_waits:
+                if applied >= index:
+                    if not fut.done():
+                        fut.set_result(applied)
+                else:
+                    still.append((index, fut))
+            self._read_waits = still
+        if rd.soft_state is not None:
+            self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
+        if applied - self._last_snapshot >= self.cfg.snapshot_entries:
+            await self._snapshot()
+
+    def _apply(self, entries: Sequence[Entry]) -> None:
+        """Apply committed ``entries`` to the state machine in order (skipping any it already has)
+        and settle the proposals waiting for them: the response if the entry is the one proposed
+        (same term), else OutcomeUnknown (another leader's entry replaced it)."""
+        for e in entries:
             if e.index <= self.sm.applied_index:
                 continue
             if e.type == EntryType.CONF_CHANGE:
@@ -395,28 +447,6 @@ class Driver:
                 else:
                     p.future.set_exception(OutcomeUnknown(
                         f"entry {e.index} was replaced by another leader's; the proposal was lost"))
-        for rs in rd.read_states:
-            pending = self._reads.pop(rs.context, None)
-            if pending is not None and not pending[1].done():
-                self._read_waits.append((rs.index, pending[1]))
-        self.raw.advance(rd)
-        applied = self.sm.applied_index
-        if rd.snapshot is not None or rd.committed_entries:
-            for notify in list(self.on_applied):
-                notify()
-        if self._read_waits:
-            still = []
-            for index, fut in self._read_waits:
-                if applied >= index:
-                    if not fut.done():
-                        fut.set_result(applied)
-                else:
-                    still.append((index, fut))
-            self._read_waits = still
-        if rd.soft_state is not None:
-            self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
-        if applied - self._last_snapshot >= self.cfg.snapshot_entries:
-            await self._snapshot()
 
     def _on_soft_state(self, role: Role, leader: int) -> None:
         was_leader = self.role == Role.LEADER
