@@ -243,9 +243,21 @@ class Client:
         return _core.member_status(ep, pb)
 
     def _discover(self, call: CallState) -> None:
+        """Ask every discovery target for its Status at once (as the async client does), so a hung
+        member costs one 0.5 s wait, not one per member asked before the leader."""
         t = min(0.5, call.remaining())
-        if t > 0:
-            self._router.learn([self._status_of(ep, t) for ep in self._router.discovery_targets()])
+        if t <= 0:
+            return
+        pending = [(ep, self._get_stubs(ep).cluster.Status.future(cluster_pb2.StatusRequest(), timeout=t))
+                   for ep in self._router.discovery_targets()]
+        found: list[MemberStatus] = []
+        for ep, fut in pending:
+            try:
+                found.append(_core.member_status(ep, fut.result()))
+            except grpc.RpcError as exc:
+                found.append(_core.member_status(ep, error=str(map_rpc_error(exc, endpoint=ep, write=False,
+                                                                             idempotent=True))))
+        self._router.learn(found)
 
     def _invoke(self, service: str, method: str, request: Any, *, write: bool, idempotent: bool = True,
                 timeout: float | None = None, call: CallState | None = None) -> Any:

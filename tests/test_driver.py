@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from coterie.node.raft import ConfState, Message, NotLeader, RaftConfig, RawNode, Role
@@ -166,3 +168,74 @@ def test_follower_refuses_and_leader_loss_fails_fast(tmp_path: Path) -> None:
             await ld.propose(put("z", "3"))
 
     asyncio.run(main())
+
+
+class _GatedStorage:
+    """A DiskStorage whose saves of entries carrying a gated payload block (in the worker thread)
+    until the test opens that gate."""
+
+    def __init__(self, inner: DiskStorage) -> None:
+        self.inner = inner
+        self.gates: dict[bytes, threading.Event] = {}
+        self.saving: dict[bytes, threading.Event] = {}
+
+    def save(self, hard_state: Any, entries: Sequence[Any], snapshot: Any = None, *,
+             sync: bool = True) -> None:
+        for e in entries:
+            gate = self.gates.get(e.data)
+            if gate is not None:
+                self.saving[e.data].set()
+                assert gate.wait(30), "gate never opened"
+        self.inner.save(hard_state, entries, snapshot, sync=sync)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_committed_entry_is_answered_before_the_next_save(tmp_path: Path) -> None:
+    """A proposal whose entry is durable and committed is answered at once, not after the fsync of
+    the entries proposed behind it (the driver applies committed entries that precede a Ready's new
+    entries before saving them). One voter, so commitment follows the leader's own save."""
+    async def main() -> None:
+        inner = DiskStorage.open(tmp_path / "n1")
+        st = inner.initial_state()
+        store = _GatedStorage(inner)
+        raw = RawNode(RaftConfig(id=1), random.Random(1), hard_state=st.hard_state, snapshot=st.snapshot,
+                      entries=st.entries, conf_state=ConfState((1,)))
+        d = Driver(raw, store, StateMachine(), _Null(),  # type: ignore[arg-type]
+                   DriverConfig(tick_interval=0.01))
+        task = asyncio.create_task(d.run())
+        try:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 10
+            while d.role != Role.LEADER:
+                assert loop.time() < end, "no leader"
+                await asyncio.sleep(0.01)
+            await d.propose(put("warm", "0"))
+            b, c = put("b", "1"), put("c", "2")
+            for data in (b, c):
+                store.gates[data], store.saving[data] = threading.Event(), threading.Event()
+            fb = asyncio.ensure_future(d.propose(b))
+            await asyncio.to_thread(store.saving[b].wait, 10)  # B's save is in flight...
+            fc = asyncio.ensure_future(d.propose(c))
+            await asyncio.sleep(0.05)  # ...and C reached the core meanwhile
+            store.gates[b].set()
+            await asyncio.to_thread(store.saving[c].wait, 10)  # now C's save is held
+            resp = await asyncio.wait_for(fb, 5)  # B is answered while C's fsync is pending
+            assert isinstance(resp, PutResponse)
+            assert not fc.done()
+            store.gates[c].set()
+            assert isinstance(await asyncio.wait_for(fc, 5), PutResponse)
+        finally:
+            for g in store.gates.values():
+                g.set()
+            d.stop()
+            await task
+            inner.close()
+
+    asyncio.run(main())
+
+
+class _Null:
+    def send(self, messages: Sequence[Message]) -> None:
+        pass
