@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,66 @@ def test_a_committed_entry_is_answered_before_the_next_save(tmp_path: Path) -> N
 class _Null:
     def send(self, messages: Sequence[Message]) -> None:
         pass
+
+
+class _SlowSnapshots:
+    """A DiskStorage whose snapshot saves take ``delay`` seconds (in the worker thread)."""
+
+    def __init__(self, inner: DiskStorage, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+        self.snapshots = 0
+
+    def save_snapshot(self, snapshot: Any) -> None:
+        self.snapshots += 1
+        time.sleep(self.delay)
+        self.inner.save_snapshot(snapshot)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_slow_snapshot_save_keeps_the_leader(tmp_path: Path) -> None:
+    """The leader's snapshot writes take 1 s each, five or more election timeouts (10 ms ticks, 10-20
+    ticks): its driver keeps ticking and sending heartbeats meanwhile, so no follower starts an election
+    and the leader and term stay the same across its snapshots."""
+    async def main() -> None:
+        net = Net()
+        stores: dict[int, DiskStorage] = {}
+        slow: dict[int, _SlowSnapshots] = {}
+        tasks = []
+        for i in IDS:
+            store = stores[i] = DiskStorage.open(tmp_path / f"n{i}")
+            st = store.initial_state()
+            raw = RawNode(RaftConfig(id=i), random.Random(i * 7919), hard_state=st.hard_state,
+                          snapshot=st.snapshot, entries=st.entries, conf_state=ConfState(IDS))
+            slow[i] = _SlowSnapshots(store, 0.0)
+            d = Driver(raw, slow[i], StateMachine(), net.transport(i),  # type: ignore[arg-type]
+                       DriverConfig(tick_interval=0.01, snapshot_entries=40, snapshot_keep=10))
+            net.drivers[i] = d
+            tasks.append(asyncio.create_task(d.run()))
+        try:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 10
+            while not [d for d in net.drivers.values() if d.role == Role.LEADER]:
+                assert loop.time() < end, "no leader"
+                await asyncio.sleep(0.01)
+            ld = next(d for d in net.drivers.values() if d.role == Role.LEADER)
+            term = ld.raw.raft.term
+            slow[ld.raw.id].delay = 1.0  # the followers save theirs at once, and keep their clocks
+            for n in range(100):
+                await ld.propose(put(f"s{n}", "x"))
+            end = loop.time() + 20
+            while slow[ld.raw.id].snapshots < 2:
+                assert loop.time() < end, "snapshots were not taken"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.2)  # let the last snapshot saves finish
+            assert ld.role == Role.LEADER and ld.raw.raft.term == term
+            assert all(d.raw.raft.term == term for d in net.drivers.values())
+        finally:
+            for d in net.drivers.values():
+                d.stop()
+            await asyncio.gather(*tasks)
+            for store in stores.values():
+                store.close()
+
+    asyncio.run(main())

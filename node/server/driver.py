@@ -20,7 +20,8 @@ Nothing else touches the core. gRPC handlers and the peer transport hand work to
 4. send ``persisted_messages``; apply the snapshot and the remaining committed entries (on a
    follower, entries can commit in the Ready that brings them), resolving the futures of the
    proposals they answer; release ReadIndex reads once applied;
-5. ``advance()``; take a state machine snapshot and compact when enough entries were applied.
+5. ``advance()``; take a state machine snapshot and compact when enough entries were applied (its
+   file is written and synced in a worker thread while the core keeps running, as in step 3).
 
 Membership changes (:meth:`Driver.propose_conf_change`) travel the same way. The entry is applied to
 the state machine's member address book (``StateMachine.apply_membership``) when committed, and
@@ -469,7 +470,9 @@ class Driver:
         if r.pending_snapshot is not None or r.log.applied != self.sm.applied_index:
             return
         snap = self.raw.create_snapshot(self.sm.snapshot(), keep_entries=self.cfg.snapshot_keep)
-        await asyncio.to_thread(self.storage.save_snapshot, snap)
+        # Like a Ready's save, the snapshot's write and fsyncs run while the core keeps ticking and
+        # sending (no Ready is in flight here, and the core keeps its own log in memory).
+        await self._while_io(asyncio.to_thread(self.storage.save_snapshot, snap))
         self._last_snapshot = snap.metadata.index
         log.info("snapshot", extra={"node": self.raw.id, "index": snap.metadata.index})
 
