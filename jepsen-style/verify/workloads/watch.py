@@ -62,7 +62,9 @@ class WatchWorkload(Workload):
         try:
             for ev in w:
                 out.append(_ev(ev))
-                if self.end_rev and ev.revision >= self.end_rev:
+                # The end marker's own event ends the stream: end_rev may not be known yet when it
+                # arrives (the marker's put has not returned), and nothing follows it to compare.
+                if (self.end_rev and ev.revision >= self.end_rev) or ev.kv.key.decode() == END_KEY:
                     break
         except Exception as exc:
             if not self._done.is_set():
