@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -102,6 +102,19 @@ def get_all(addr: str, prefix: bytes, serializable: bool = False) -> dict[bytes,
     return {kv.key: kv.value for kv in r.kvs}
 
 
+def get_all_retrying(addr: Callable[[], str], prefix: bytes, timeout: float = 20.0) -> dict[bytes, bytes]:
+    """:func:`get_all` at ``addr()``, retried (asking ``addr()`` again) until it answers or ``timeout``
+    seconds pass: members that just restarted may not answer at once."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return get_all(addr(), prefix)
+        except grpc.RpcError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
+
+
 def write_load(c: ProcCluster, n: int, prefix: str, deadline: float,
                kill_leader_at: int | None = None) -> dict[bytes, bytes]:
     """Up to ``n`` puts, following the leader; returns the acknowledged ones."""
@@ -133,17 +146,8 @@ def test_kill_leader_then_everyone_loses_no_acknowledged_write(cluster: ProcClus
     killed = [n for n in NAMES if n not in c.procs]
     for n in killed:
         c.start(n)
-    leader = c.leader()
-    end = time.monotonic() + 20
-    while True:  # the restarted node may cost the leader its place: retry on another
-        try:
-            got = get_all(c.client[leader], b"a/")
-            break
-        except grpc.RpcError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.1)
-            leader = c.leader()
+    # The restarted node may cost the leader its place: each attempt asks whoever leads then.
+    got = get_all_retrying(lambda: c.client[c.leader()], b"a/")
     missing = [k for k in acked if got.get(k) != acked[k]]
     assert not missing, f"lost acknowledged writes after a leader kill: {missing[:5]}"
     # Every node at once.
@@ -151,17 +155,9 @@ def test_kill_leader_then_everyone_loses_no_acknowledged_write(cluster: ProcClus
         c.kill(n)
     for n in NAMES:
         c.start(n)
-    leader = c.leader()
+    c.leader()  # a leader first, then
     for n in NAMES:  # linearizable reads on every member, followers included
-        end = time.monotonic() + 20
-        while True:
-            try:
-                got = get_all(c.client[n], b"a/")
-                break
-            except grpc.RpcError:
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.1)
+        got = get_all_retrying(lambda n=n: c.client[n], b"a/")
         missing = [k for k in acked if got.get(k) != acked[k]]
         assert not missing, f"{n} lost acknowledged writes after killing every node: {missing[:5]}"
 
