@@ -7,6 +7,7 @@ in requests and time.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -180,3 +181,30 @@ def test_a_port_in_use_is_refused(cluster: ProcCluster, tmp_path: Path) -> None:
                        env={**os.environ})
     assert r.returncode != 0
     assert b"cannot listen on --peer-addr" in r.stderr and b"in use" in r.stderr, r.stderr[-2000:]
+
+
+def test_every_log_line_names_node_term_and_role(tmp_path: Path) -> None:
+    """A node's stderr is one JSON object per line, and every line carries the node, term and role
+    (structured logs, as the brief asks), whichever module wrote it."""
+    client, peer = (f"127.0.0.1:{p}" for p in free_ports(2))
+    log_path = tmp_path / "solo.log"
+    with open(log_path, "w") as log:
+        p = subprocess.Popen([sys.executable, "-m", "coterie.client.cli", "node", "--name", "solo",
+                              "--data-dir", str(tmp_path / "solo"), "--client-addr", client,
+                              "--peer-addr", peer, "--initial-cluster", f"solo={peer}", "--tick-ms", "20",
+                              "--log-level", "info"], stderr=log)
+        try:
+            end = time.monotonic() + 60
+            while '"LEADER"' not in log_path.read_text():  # a single voter elects itself
+                assert time.monotonic() < end and p.poll() is None, log_path.read_text()
+                time.sleep(0.1)
+            p.send_signal(signal.SIGTERM)
+            p.wait(30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    lines = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
+    assert any(x.get("msg") == "node stopped" for x in lines), lines
+    for x in lines:
+        assert {"ts", "level", "logger", "msg", "node", "term", "role"} <= x.keys(), x

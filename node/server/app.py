@@ -31,7 +31,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc  # type: ignore[import-untyped]
 from coterie.v1 import cluster_pb2_grpc, raft_pb2_grpc
@@ -191,6 +191,41 @@ def _meta_members(meta: dict[str, Any]) -> dict[int, MemberAttrs]:
     return out
 
 
+class _NodeLogContext(logging.Filter):
+    """Adds ``node`` (name), ``term`` and ``role`` to every log record of the process that does not
+    carry them already, so each line says which node, in which term and role, wrote it. Installed on
+    the root handlers while a node runs; when several nodes share a process (tests) it adds nothing,
+    since it could not tell whose record it is."""
+
+    active: ClassVar[list[_NodeLogContext]] = []
+
+    def __init__(self, name: str, driver: Driver) -> None:
+        super().__init__()
+        self.node_name, self.driver = name, driver
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if len(_NodeLogContext.active) == 1:
+            d = self.driver
+            if not hasattr(record, "node"):
+                record.node = self.node_name
+            if not hasattr(record, "term"):
+                record.term = d.raw.raft.term
+            if not hasattr(record, "role"):
+                record.role = d.role.name
+        return True
+
+    def install(self) -> None:
+        _NodeLogContext.active.append(self)
+        for h in logging.getLogger().handlers:
+            h.addFilter(self)
+
+    def remove(self) -> None:
+        with contextlib.suppress(ValueError):
+            _NodeLogContext.active.remove(self)
+        for h in logging.getLogger().handlers:
+            h.removeFilter(self)
+
+
 def _listen(server: grpc.aio.Server, addr: str, flag: str) -> None:
     """Bind ``server`` to ``addr`` or raise :class:`NodeConfigError` naming ``flag`` (grpc either
     returns port 0 or raises RuntimeError, depending on its version)."""
@@ -220,6 +255,7 @@ class Node:
         self.faults = Faults() if cfg.fault_injection else None
         self._stopped = asyncio.Event()
         self._stopping = False
+        self._log_context: _NodeLogContext | None = None
         self._removal_task: asyncio.Task[None] | None = None
 
     async def _resolve_identity(self) -> None:
@@ -287,6 +323,8 @@ class Node:
                                           snapshot_entries=cfg.snapshot_entries,
                                           snapshot_keep=cfg.snapshot_keep,
                                           max_pending_proposals=cfg.max_pending_proposals))
+        self._log_context = _NodeLogContext(cfg.name, self.driver)
+        self._log_context.install()
         # grpc turns SO_REUSEPORT on by default: a second node started on a port in use would then
         # share it silently (the kernel splitting connections between two clusters). Off: it fails.
         no_reuse = ("grpc.so_reuseport", 0)
@@ -355,6 +393,8 @@ class Node:
             self.storage.close()
             log.info("node stopped", extra={"node": self.cfg.name})
         finally:
+            if self._log_context is not None:
+                self._log_context.remove()
             self._stopped.set()
 
     async def _hand_off_leadership(self) -> None:
