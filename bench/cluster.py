@@ -206,7 +206,7 @@ class EtcdCluster(_Cluster):
     def leader(self) -> str | None:
         """The leader's client address, if every member agrees on one."""
         import grpc
-        from aetcd import rpc  # type: ignore[import-untyped]
+        from aetcd import rpc
 
         ids: dict[int, str] = {}
         leaders = set()

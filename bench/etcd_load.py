@@ -21,7 +21,7 @@ from coterie.client._bench import LoadResult, key_of, run_load
 async def etcd_load(endpoint: str, *, op: str, clients: int, count: int, value_size: int = 256,
                     key_size: int = 8, key_space: int = 1000, warmup: int = 200,
                     time_limit: float = 60.0, timeout: float = 5.0) -> LoadResult:
-    import aetcd  # type: ignore[import-untyped]
+    import aetcd
 
     if op not in ("put", "get", "get-serializable"):
         raise ValueError(f"unknown operation {op!r}")

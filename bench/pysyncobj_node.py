@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--key-space", type=int, default=1000)
     a = ap.parse_args(argv)
 
-    from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf  # type: ignore[import-untyped]
-    from pysyncobj.batteries import ReplDict  # type: ignore[import-untyped]
+    from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
+    from pysyncobj.batteries import ReplDict
 
     started = time.monotonic()
     d = ReplDict()
