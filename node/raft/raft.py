@@ -18,10 +18,10 @@ its log; the leader counts itself towards a commit only for entries it has persi
 
 from __future__ import annotations
 
-import random as _random_mod  # only for the type; the instance is always passed in, seeded
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from . import confchange
 from .config import RaftConfig
@@ -52,6 +52,9 @@ from .types import (
     SnapshotMetadata,
     SoftState,
 )
+
+if TYPE_CHECKING:  # the type only: the host always passes a seeded instance
+    import random as _random_mod
 
 MT = MessageType
 

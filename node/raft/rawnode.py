@@ -18,8 +18,8 @@ applies committed ones to its own view of the cluster (for example, peer address
 
 from __future__ import annotations
 
-import random as _random_mod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import confchange
 from .config import RaftConfig
@@ -39,6 +39,9 @@ from .types import (
     Snapshot,
     SoftState,
 )
+
+if TYPE_CHECKING:  # the type only: the host always passes a seeded instance
+    import random as _random_mod
 
 
 @dataclass(frozen=True, slots=True)
