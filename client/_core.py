@@ -176,6 +176,29 @@ def pool_timeout_error(timeout: float, max_sessions: int) -> DeadlineExceeded:
         f"{timeout:.1f} s (all in use by other writes; raise max_sessions or the timeout)", retriable=True)
 
 
+WRITE_SESSION_TRIES = 3
+"""Sessions one write may try: a fresh one replaces a session that expired before the write ran."""
+
+
+def failed_write(exc: BaseException, call: CallState) -> tuple[bool, BaseException | None]:
+    """How a session-numbered write that raised ``exc`` ends (the sync and async clients' ``_write``):
+    ``(retire, error)``. ``retire``: drop the session instead of handing it back (the cluster no longer
+    knows it, or saw a higher seq of it). ``error``: what to raise, or None to send the write again in
+    another session (it expired, and the write cannot have been applied)."""
+    if isinstance(exc, SessionExpired):
+        if call.maybe_applied:
+            return True, OutcomeUnknown(
+                f"the session expired while the write's outcome was unknown ({exc.message}); "
+                "it may or may not have been applied", retriable=False)
+        return True, None
+    # FailedPrecondition here is StaleRequest: the cluster saw a higher seq of this session than we did.
+    return isinstance(exc, FailedPrecondition), exc
+
+
+def sessions_kept_expiring() -> SessionExpired:
+    return SessionExpired("the session kept expiring right after being opened", retriable=True)
+
+
 def deadline_error(timeout: float, attempts: int, last: CoterieError | None, *, write: bool,
                    maybe_applied: bool) -> DeadlineExceeded:
     why = f"; last error: {last.message}" if last is not None else ""

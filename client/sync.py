@@ -17,7 +17,7 @@ from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from . import _core
 from ._core import CallState, Router, SessionPool, SessionState, WatchState, backoff, map_rpc_error
-from .errors import CoterieError, FailedPrecondition, OutcomeUnknown, SessionExpired, Unavailable
+from .errors import CoterieError, Unavailable
 from .membership import Member, add_request, member_from_pb, members_from_pb
 from .types import (
     Bytesish,
@@ -372,28 +372,22 @@ class Client:
         the old one as stale should it still arrive. A session the cluster does not know (expired)
         is dropped and, if the write cannot have been applied, the write is sent again in another."""
         call = CallState(self.timeout if timeout is None else timeout, True, True)
-        for _ in range(3):
+        for _ in range(_core.WRITE_SESSION_TRIES):
             s = self._take_session(call)
             try:
                 request.header.CopyFrom(s.next_header())
                 resp = self._invoke(service, method, request, write=True, call=call)
-            except SessionExpired as exc:
-                self._settle(s, retire=True)
-                if call.maybe_applied:
-                    raise OutcomeUnknown(
-                        f"the session expired while the write's outcome was unknown ({exc.message}); "
-                        "it may or may not have been applied", retriable=False) from exc
-                continue
-            except FailedPrecondition:
-                # StaleRequest: the cluster saw a higher seq of this session than we did.
-                self._settle(s, retire=True)
-                raise
-            except BaseException:
-                self._settle(s)
-                raise
+            except BaseException as exc:
+                retire, err = _core.failed_write(exc, call)
+                self._settle(s, retire=retire)
+                if err is None:
+                    continue
+                if err is exc:
+                    raise
+                raise err from exc
             self._settle(s, acknowledged_at=call.started)
             return resp
-        raise SessionExpired("the session kept expiring right after being opened", retriable=True)
+        raise _core.sessions_kept_expiring()
 
 
 _CLOSE = object()
