@@ -12,12 +12,14 @@ test never leaves a node behind. No call waits without a bound.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -239,3 +241,50 @@ def poll(what: str, fn: Callable[[], _T | None], timeout: float, interval: float
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class FloodResult:
+    """What :func:`flood` saw: every member's Status at each poll, and the flood processes' summed
+    ``counts`` (``"op:CODE"`` -> n) and ``details`` (error message -> n)."""
+
+    observed: list[dict[str, cluster_pb2.StatusResponse | None]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    details: dict[str, int] = field(default_factory=dict)
+
+
+def flood(c: ProcCluster, leader: str, *, floods: int, clients: int, requests: int, seconds: float,
+          timeout: float) -> FloodResult:
+    """Run ``floods`` bounded ``tests.flood`` processes (each ``clients`` clients, at most ``requests``
+    requests each, for at most ``seconds``; puts to ``leader``, gets from every member) and poll every
+    member's Status every 0.5 s until they end (at most ``timeout`` s). Every process is reaped; a
+    flood process that fails fails the test."""
+    cmd = [sys.executable, "-m", "tests.flood", "--leader", c.client[leader],
+           "--members", ",".join(c.endpoints()), "--clients", str(clients), "--requests", str(requests),
+           "--seconds", str(seconds), "--deadline", "30"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(floods)]
+    res = FloodResult()
+    outs: list[tuple[bytes, bytes]] = []
+    try:
+        end = time.monotonic() + timeout
+        while any(p.poll() is None for p in procs) and time.monotonic() < end:
+            res.observed.append(c.statuses(timeout=2))
+            time.sleep(0.5)
+        outs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode()[-2000:]
+        r = json.loads(out)
+        for k, v in r["counts"].items():
+            res.counts[k] = res.counts.get(k, 0) + v
+        for k, v in r.get("details", {}).items():
+            res.details[k] = res.details.get(k, 0) + v
+    return res

@@ -15,9 +15,6 @@ Every test bounds its time and reaps its processes (``proc_cluster.cluster``); n
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,9 +35,8 @@ from coterie.client import (
 )
 from coterie.v1 import cluster_pb2, kv_pb2
 
-from tests.proc_cluster import NAMES, ProcCluster, cluster, poll
+from tests.proc_cluster import NAMES, ProcCluster, cluster, flood, poll
 
-REPO = Path(__file__).resolve().parent.parent
 KiB, MiB = 1 << 10, 1 << 20
 
 
@@ -164,34 +160,10 @@ def test_client_flood_keeps_the_leader(tmp_path: Path) -> None:
     with cluster(tmp_path, tick_ms=100, extra=extra) as c:
         lead, term = c.settled()
         lead_id = c.ids[lead]
-        cmd = [sys.executable, "-m", "tests.flood", "--leader", c.client[lead],
-               "--members", ",".join(c.endpoints()), "--clients", "200", "--requests", "200",
-               "--seconds", "8", "--deadline", "30"]
-        procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for _ in range(2)]
-        observed: list[dict[str, tuple[int, int, int] | None]] = []
-        try:
-            end = time.monotonic() + 90
-            while any(p.poll() is None for p in procs) and time.monotonic() < end:
-                observed.append({n: None if s is None else (s.role, s.term, s.leader_id)
-                                 for n, s in c.statuses(timeout=2).items()})
-                time.sleep(0.5)
-            outs = [p.communicate(timeout=30) for p in procs]
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait(10)
-        for p, (_out, err) in zip(procs, outs, strict=True):
-            assert p.returncode == 0, err.decode()[-2000:]
-        results = [json.loads(out) for out, _ in outs]
-        counts: dict[str, int] = {}
-        details: dict[str, int] = {}
-        for r in results:
-            for k, v in r["counts"].items():
-                counts[k] = counts.get(k, 0) + v
-            for k, v in r["details"].items():
-                details[k] = details.get(k, 0) + v
+        fl = flood(c, lead, floods=2, clients=200, requests=200, seconds=8, timeout=90)
+        observed = [{n: None if s is None else (s.role, s.term, s.leader_id) for n, s in o.items()}
+                    for o in fl.observed]
+        counts, details = fl.counts, fl.details
 
         after = c.statuses(timeout=5)
         for n, s in after.items():

@@ -23,19 +23,13 @@ event loop itself can stall for an election timeout), so this test asserts the d
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from coterie.v1 import cluster_pb2
 
-from tests.proc_cluster import cluster
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.proc_cluster import cluster, flood
 
 TICK_MS = int(os.environ.get("COTERIE_HB_TICK_MS", "20"))
 FLOODS = int(os.environ.get("COTERIE_HB_FLOODS", "2"))
@@ -54,30 +48,9 @@ def test_flood_at_20ms_tick_keeps_leader_and_term(tmp_path: Path) -> None:
     with cluster(tmp_path, tick_ms=TICK_MS) as c:
         lead, term = c.settled()
         lead_id = c.ids[lead]
-        cmd = [sys.executable, "-m", "tests.flood", "--leader", c.client[lead],
-               "--members", ",".join(c.endpoints()), "--clients", str(CLIENTS), "--requests", "400",
-               "--seconds", str(SECONDS), "--deadline", "30"]
-        procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for _ in range(FLOODS)]
-        observed: list[dict[str, tuple[int, int] | None]] = []
-        outs: list[tuple[bytes, bytes]] = []
-        try:
-            end = time.monotonic() + SECONDS + 90
-            while any(p.poll() is None for p in procs) and time.monotonic() < end:
-                observed.append(_observe(c.statuses(timeout=2)))
-                time.sleep(0.5)
-            outs = [p.communicate(timeout=60) for p in procs]
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait(10)
-        for p, (_out, err) in zip(procs, outs, strict=True):
-            assert p.returncode == 0, err.decode()[-2000:]
-        counts: dict[str, int] = {}
-        for out, _err in outs:
-            for k, v in json.loads(out)["counts"].items():
-                counts[k] = counts.get(k, 0) + v
+        fl = flood(c, lead, floods=FLOODS, clients=CLIENTS, requests=400, seconds=SECONDS,
+                   timeout=SECONDS + 90)
+        observed, counts = [_observe(o) for o in fl.observed], fl.counts
 
         after = _observe(c.statuses(timeout=5))
         changed = [o for o in observed
