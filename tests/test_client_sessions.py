@@ -306,40 +306,38 @@ def test_close_closes_every_session(procs: ProcCluster) -> None:
     finally:
         cl.close()
     assert cl._pool.idle == []
+    assert_sessions_closed(procs, seqs, b"cls/after")
+
+
+def assert_sessions_closed(procs: ProcCluster, seqs: dict[int, int], key: bytes) -> None:
+    """A raw Put on the leader in each session (its next seq) is refused NOT_FOUND (SessionExpired):
+    the cluster no longer knows the session."""
     lead, _ = procs.settled()
     ch, kv = procs.kv(lead)
     with ch:
-        for sid in ids:
-            req = kv_pb2.PutRequest(key=b"cls/after", value=b"y",
-                                    header=kv_pb2.RequestHeader(session_id=sid, seq=seqs[sid] + 1))
+        for sid, seq in seqs.items():
+            req = kv_pb2.PutRequest(key=key, value=b"y",
+                                    header=kv_pb2.RequestHeader(session_id=sid, seq=seq + 1))
             with pytest.raises(grpc.RpcError) as ei:
                 kv.Put(req, timeout=10)
-            assert ei.value.code() == grpc.StatusCode.NOT_FOUND, ei.value.details()  # SessionExpired
+            assert ei.value.code() == grpc.StatusCode.NOT_FOUND, ei.value.details()
 
 
 def test_async_close_closes_every_session(procs: ProcCluster) -> None:
     procs.settled()
 
-    async def run() -> tuple[list[int], dict[int, int]]:
+    async def run() -> dict[int, int]:
         ac = AsyncClient(procs.endpoints(), timeout=30, max_sessions=3)
         try:
             await asyncio.gather(*(ac.put(f"acls/{i}", b"x") for i in range(30)))
             ids = [s.session_id for s in ac._pool.idle]
             assert len(ids) > 1 and all(ids)
-            return ids, {s.session_id: s.seq for s in ac._pool.idle}
+            return {s.session_id: s.seq for s in ac._pool.idle}
         finally:
             await ac.close()
 
-    ids, seqs = asyncio.run(asyncio.wait_for(run(), 120))
-    lead, _ = procs.settled()
-    ch, kv = procs.kv(lead)
-    with ch:
-        for sid in ids:
-            req = kv_pb2.PutRequest(key=b"acls/after", value=b"y",
-                                    header=kv_pb2.RequestHeader(session_id=sid, seq=seqs[sid] + 1))
-            with pytest.raises(grpc.RpcError) as ei:
-                kv.Put(req, timeout=10)
-            assert ei.value.code() == grpc.StatusCode.NOT_FOUND, ei.value.details()
+    seqs = asyncio.run(asyncio.wait_for(run(), 120))
+    assert_sessions_closed(procs, seqs, b"acls/after")
 
 
 
