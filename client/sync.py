@@ -162,7 +162,7 @@ class Client:
 
     def status(self, *, timeout: float = 1.0) -> ClusterStatus:
         """Every endpoint's view of itself (role, term, commit and applied index) and the leader."""
-        members = [self._status_of(ep, timeout) for ep in self._router.discovery_targets()]
+        members = self._statuses(timeout)
         seen = {m.endpoint for m in members}
         members += [_core.member_status(ep, error="skipped: circuit breaker open")
                     for ep in self._router.endpoints if ep not in seen]
@@ -234,21 +234,11 @@ class Client:
                 s = self._stubs[ep] = _Stubs(grpc.insecure_channel(ep, options=_core.CHANNEL_OPTIONS))
             return s
 
-    def _status_of(self, ep: str, timeout: float) -> MemberStatus:
-        try:
-            pb = self._get_stubs(ep).cluster.Status(cluster_pb2.StatusRequest(), timeout=timeout)
-        except grpc.RpcError as exc:
-            return _core.member_status(ep, error=str(map_rpc_error(exc, endpoint=ep, write=False,
-                                                                   idempotent=True)))
-        return _core.member_status(ep, pb)
-
-    def _discover(self, call: CallState) -> None:
-        """Ask every discovery target for its Status at once (as the async client does), so a hung
-        member costs one 0.5 s wait, not one per member asked before the leader."""
-        t = min(0.5, call.remaining())
-        if t <= 0:
-            return
-        pending = [(ep, self._get_stubs(ep).cluster.Status.future(cluster_pb2.StatusRequest(), timeout=t))
+    def _statuses(self, timeout: float) -> list[MemberStatus]:
+        """Every discovery target's Status, asked all at once (as the async client does), so a hung
+        member costs one ``timeout``, not one per member asked before the others."""
+        req = cluster_pb2.StatusRequest()
+        pending = [(ep, self._get_stubs(ep).cluster.Status.future(req, timeout=timeout))
                    for ep in self._router.discovery_targets()]
         found: list[MemberStatus] = []
         for ep, fut in pending:
@@ -257,7 +247,12 @@ class Client:
             except grpc.RpcError as exc:
                 found.append(_core.member_status(ep, error=str(map_rpc_error(exc, endpoint=ep, write=False,
                                                                              idempotent=True))))
-        self._router.learn(found)
+        return found
+
+    def _discover(self, call: CallState) -> None:
+        t = min(0.5, call.remaining())
+        if t > 0:
+            self._router.learn(self._statuses(t))
 
     def _invoke(self, service: str, method: str, request: Any, *, write: bool, idempotent: bool = True,
                 timeout: float | None = None, call: CallState | None = None) -> Any:

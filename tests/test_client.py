@@ -130,8 +130,16 @@ def test_follower_first_follows_the_leader_hint(cluster: ProcCluster) -> None:
     with Client(followers[0], timeout=10.0) as cl:
         assert cl.put("hint/b", b"1").revision > 0
         assert cl._router.leader == cluster.client[leader]
-        cl.status()
-        assert sorted(cl._router.endpoints) == sorted(cluster.client[n] for n in NAMES)
+        # Members publish their client addresses through the log shortly after start: poll Status
+        # until every member's address is in the book (a race with the publications otherwise).
+        want = sorted(cluster.client[n] for n in NAMES)
+        end = time.monotonic() + 20
+        while True:
+            cl.status()
+            if sorted(cl._router.endpoints) == want or time.monotonic() > end:
+                break
+            time.sleep(0.1)
+        assert sorted(cl._router.endpoints) == want
 
 
 def test_same_session_seq_applies_once(client: Client) -> None:

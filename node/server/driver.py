@@ -150,9 +150,9 @@ class Driver:
         """Callbacks run (on the loop) for each membership change written to the local log, before
         the Ready's messages are sent; it may still be truncated later. Must be quick, not raise."""
         self._next_tick = 0.0
+        """Loop time of the next ``raw.tick()``; shared by the loop and :meth:`_while_io`."""
         self._held: list[tuple[str, Any, Any]] = []
         """Membership proposals held back while a save is in flight; queued again right after it."""
-        """Loop time of the next ``raw.tick()``; shared by the loop and :meth:`_while_io`."""
         self._last_heard: dict[int, float] = {}
         self._leader_contact: float | None = None
         self.on_applied: list[Callable[[], None]] = []
@@ -265,17 +265,17 @@ class Driver:
         now = asyncio.get_running_loop().time()
         if now < self._next_tick:
             return False
-        if now >= self._next_tick:
-            self.raw.tick()
-            self._next_tick += self.cfg.tick_interval
-            if self._reads:
-                self._expire_reads(now)
-            if self._next_tick < now:  # fell behind (a stalled loop): do not burst ticks
-                self._next_tick = now + self.cfg.tick_interval
+        self.raw.tick()
+        self._next_tick += self.cfg.tick_interval
+        if self._reads:
+            self._expire_reads(now)
+        if self._next_tick < now:  # fell behind (a stalled loop): do not burst ticks
+            self._next_tick = now + self.cfg.tick_interval
         return True
 
     async def _while_io(self, io: Awaitable[_T]) -> _T:
-        """Await ``io`` (a Ready's save in a worker thread) while keeping the core running.
+        """Await ``io`` (a Ready's save, or a snapshot's, in a worker thread) while keeping the core
+        running.
 
         Between the Ready and its ``advance()`` the core is ticked on schedule and fed the inbox, and
         at every tick whatever it may send before persistence goes out (``RawNode.take_messages``,
