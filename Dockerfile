@@ -19,6 +19,7 @@ COPY node ./node
 COPY client ./client
 COPY proto ./proto
 COPY jepsen-style ./jepsen-style
+COPY src ./src
 RUN pip install --no-cache-dir .
 
 VOLUME /data

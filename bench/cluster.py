@@ -162,6 +162,7 @@ class CoterieCluster(_Cluster):
 
     def leader(self) -> str | None:
         import grpc  # type: ignore[import-untyped]
+
         from coterie.v1 import cluster_pb2, cluster_pb2_grpc
 
         for n in NAMES:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.v1 import cluster_pb2, kv_pb2
 
 from .errors import (

@@ -161,6 +161,7 @@ def last_log_line(path: Path, since: int = 0, limit: int = 200) -> str:
 def leader_of(specs: list[MemberSpec], timeout: float = 0.5) -> tuple[str, int] | None:
     """The name and term of a member that reports itself leader, or None."""
     import grpc  # type: ignore[import-untyped]
+
     from coterie.v1 import cluster_pb2, cluster_pb2_grpc
 
     for s in specs:

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from . import _core

@@ -133,6 +133,7 @@ def _kv_dict(kv: Any) -> dict[str, Any]:
 def _ask_status(ep: str, timeout: float) -> tuple[Any, Any, str | None]:
     """``(StatusResponse, MemberListResponse | None, None)`` from ``ep``, or ``(None, None, error)``."""
     import grpc
+
     from coterie.v1 import cluster_pb2, cluster_pb2_grpc
 
     from . import _core

@@ -21,6 +21,7 @@ import random
 import time
 
 import grpc
+
 from coterie.v1 import kv_pb2, kv_pb2_grpc
 
 

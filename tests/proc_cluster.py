@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import TypeVar
 
 import grpc
+
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2_grpc
 
 NAMES = ("n1", "n2", "n3")

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from coterie.client import Client
-from coterie.client._bench import LoadResult, format_table, key_of, percentile, run_load
 
 from bench.cluster import CoterieCluster
 from bench.peers import markdown
+from coterie.client import Client
+from coterie.client._bench import LoadResult, format_table, key_of, percentile, run_load
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import pytest
 from click.testing import CliRunner, Result
+
 from coterie.client import _devcluster as dc
 from coterie.client.cli import DEFAULT_ENDPOINTS, main
 

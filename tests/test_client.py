@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from coterie.client import (
     AsyncClient,
     Client,
@@ -21,7 +22,6 @@ from coterie.client import (
     RangeResult,
 )
 from coterie.v1 import kv_pb2
-
 from tests.test_processes import NAMES, ProcCluster
 
 

@@ -25,11 +25,11 @@ from typing import Any
 
 import grpc
 import pytest
+
 from coterie.client import AsyncClient, Client, CoterieError
 from coterie.client._core import Router, SessionPool
 from coterie.client.errors import NotLeader, OutcomeUnknown
 from coterie.v1 import cluster_pb2, faults_pb2, faults_pb2_grpc, kv_pb2, kv_pb2_grpc
-
 from tests.proc_cluster import NAMES, ProcCluster, cluster, poll
 
 # ==================================================================================== in memory

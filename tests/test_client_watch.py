@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from coterie.client import (
     AsyncClient,
     AsyncWatch,
@@ -41,7 +42,6 @@ from coterie.client import (
 )
 from coterie.client._core import WatchState
 from coterie.v1 import kv_pb2
-
 from tests.test_processes import NAMES, ProcCluster
 
 T = 30.0

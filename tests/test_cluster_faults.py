@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from coterie.client import (
     Client,
     Compare,
@@ -34,7 +35,6 @@ from coterie.client import (
     Unavailable,
 )
 from coterie.v1 import cluster_pb2, kv_pb2
-
 from tests.proc_cluster import NAMES, ProcCluster, cluster, flood, poll
 
 KiB, MiB = 1 << 10, 1 << 20

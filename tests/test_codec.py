@@ -8,11 +8,10 @@ import re
 from typing import Any
 
 import pytest
-from coterie.v1 import kv_pb2, raft_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.raft.types import (
+from coterie.node.raft.types import (
     ConfChange,
     ConfChangeType,
     ConfState,
@@ -22,8 +21,8 @@ from node.raft.types import (
     MessageType,
     SnapshotMetadata,
 )
-from node.server import codec
-from node.statemachine.errors import (
+from coterie.node.server import codec
+from coterie.node.statemachine.errors import (
     Compacted,
     FutureRevision,
     InvalidArgument,
@@ -32,7 +31,7 @@ from node.statemachine.errors import (
     SessionExpired,
     StaleRequest,
 )
-from node.statemachine.types import (
+from coterie.node.statemachine.types import (
     CloseSessionRequest,
     CompactRequest,
     CompactResponse,
@@ -58,6 +57,7 @@ from node.statemachine.types import (
     TxnRequest,
     TxnResponse,
 )
+from coterie.v1 import kv_pb2, raft_pb2
 
 FAST = settings(max_examples=150, deadline=None)
 

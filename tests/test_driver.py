@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from coterie.node.raft import ConfState, Message, NotLeader, RaftConfig, RawNode, Role
 from coterie.node.server.driver import (
     Driver,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from coterie.v1 import cluster_pb2, faults_pb2, faults_pb2_grpc
 from coterie.verify.backends.base import NodeOptions
 from coterie.verify.backends.local import LocalBackend

@@ -27,8 +27,8 @@ import os
 from pathlib import Path
 
 import pytest
-from coterie.v1 import cluster_pb2
 
+from coterie.v1 import cluster_pb2
 from tests.proc_cluster import cluster, flood
 
 TICK_MS = int(os.environ.get("COTERIE_HB_TICK_MS", "20"))

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from coterie.v1 import cluster_pb2
 from coterie.verify.backends.compose import ComposeBackend
 from coterie.verify.nemesis.partition import isolate

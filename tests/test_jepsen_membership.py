@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from coterie.verify.backends.local import LocalBackend
 from coterie.verify.history import History
 from coterie.verify.nemesis.base import Schedule, Timing

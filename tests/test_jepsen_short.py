@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from coterie.verify.checkers.linearizability import check
 from coterie.verify.runner import RunConfig, run
 from coterie.verify.workloads.register import to_lin_ops

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import grpc
 import msgpack
 import pytest
+
 from coterie.client import Client, FailedPrecondition
 from coterie.node.raft import (
     ConfChange,
@@ -57,7 +58,6 @@ from coterie.node.statemachine import (
 )
 from coterie.node.storage import DiskStorage
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
-
 from tests.proc_cluster import free_ports
 from tests.test_driver import Cluster
 

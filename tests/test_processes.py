@@ -18,8 +18,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
+from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 from tests.proc_cluster import free_ports
 
 NAMES = ("n1", "n2", "n3")

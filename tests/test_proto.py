@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from coterie.v1 import cluster_pb2, kv_pb2, raft_pb2
 
-from node.raft.progress import ProgressState
-from node.raft.types import ConfChangeType, EntryType, Message, MessageType, Role
-from node.statemachine.types import CompareResult, CompareTarget, EventType
+from coterie.node.raft.progress import ProgressState
+from coterie.node.raft.types import ConfChangeType, EntryType, Message, MessageType, Role
+from coterie.node.statemachine.types import CompareResult, CompareTarget, EventType
+from coterie.v1 import cluster_pb2, kv_pb2, raft_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"

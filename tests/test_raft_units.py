@@ -7,6 +7,9 @@ import pathlib
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from coterie.node.raft import (
     ConfChange,
     ConfChangeType,
@@ -29,8 +32,6 @@ from coterie.node.raft.progress import (
     quorum_index,
     vote_result,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FORBIDDEN = {"asyncio", "socket", "time", "threading", "random", "grpc", "os", "select", "subprocess"}

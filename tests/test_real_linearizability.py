@@ -24,7 +24,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from coterie.client import Client, Compare, CoterieError, InvalidArgument, Op
-
 from tests.proc_cluster import ProcCluster, cluster
 from tests.sim.linearizability import Op as HOp
 from tests.sim.linearizability import check, history_to_jsonl

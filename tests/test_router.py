@@ -63,6 +63,7 @@ class _FakeRpcError(Exception):
 
 def test_load_shedding_answers_are_retriable() -> None:
     import grpc
+
     from coterie.client._core import map_rpc_error
     from coterie.client.errors import InvalidArgument, OutcomeUnknown, ResourceExhausted, Unavailable
 

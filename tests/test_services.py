@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 import pytest
+
 from coterie.node.raft import ConfState, Message, RaftConfig, RawNode, Role
 from coterie.node.server.codec import ERROR_DETAIL_KEY
 from coterie.node.server.driver import Driver, DriverConfig
@@ -28,7 +29,6 @@ from coterie.node.server.services import (
 from coterie.node.statemachine import StateMachine
 from coterie.node.storage import DiskStorage
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
-
 from tests.test_driver import Cluster
 
 T = 5.0  # per-call timeout, seconds

@@ -92,7 +92,6 @@ def test_figure8_bug_is_caught_by_the_scripted_scenario(monkeypatch: pytest.Monk
     """
     from coterie.node.raft import InvariantViolation
     from coterie.node.raft.raft import Raft
-
     from tests.scenario.interp import run_file
 
     path = pathlib.Path(__file__).parent / "scenario" / "testdata" / "03_figure8_overwrite.txt"

@@ -12,6 +12,10 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from coterie.node.statemachine import (
     COMMAND_VERSION,
     CloseSessionRequest,
@@ -60,9 +64,6 @@ from coterie.node.statemachine import (
     prefix_end,
 )
 from coterie.node.statemachine.errors import error_from_wire, error_to_wire
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ALL = (b"\0", b"\0")  # key, range_end selecting every key

@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from coterie.node.raft.types import (
     ConfState,
     Entry,
@@ -28,8 +31,6 @@ from coterie.node.storage import (
     wal,
 )
 from coterie.node.storage import disk as disk_mod
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 # ------------------------------------------------------------------------------------ helpers
 

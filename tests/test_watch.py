@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.node.server.watch import WatchStream
 from coterie.v1 import kv_pb2
-
 from tests.test_services import T, single_node
 
 PUT, DELETE = kv_pb2.Event.PUT, kv_pb2.Event.DELETE

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.v1 import cluster_pb2_grpc, raft_pb2_grpc
 
 from ..raft import ConfState, RaftConfig, RawNode, Role

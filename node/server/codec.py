@@ -27,9 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.v1 import kv_pb2, raft_pb2
 
 from ..raft.types import (
@@ -138,7 +139,7 @@ _PbEntry = raft_pb2.Entry
 
 def entry_to_pb(e: Entry) -> raft_pb2.Entry:
     """One log entry as protobuf."""
-    return _PbEntry(term=e.term, index=e.index, type=e.type, data=e.data)
+    return _PbEntry(term=e.term, index=e.index, type=cast(raft_pb2.EntryType, e.type), data=e.data)
 
 
 def entry_from_pb(pb: raft_pb2.Entry) -> Entry:
@@ -181,7 +182,8 @@ def snapshot_metadata_from_pb(
 
 def conf_change_to_pb(cc: ConfChange) -> raft_pb2.ConfChange:
     """A membership change as protobuf."""
-    return raft_pb2.ConfChange(type=cc.type, node_id=cc.node_id, context=cc.context)
+    return raft_pb2.ConfChange(type=cast(raft_pb2.ConfChangeType, cc.type), node_id=cc.node_id,
+                               context=cc.context)
 
 
 def conf_change_from_pb(pb: raft_pb2.ConfChange) -> ConfChange:
@@ -194,7 +196,7 @@ def conf_change_from_pb(pb: raft_pb2.ConfChange) -> ConfChange:
 
 def _fill_message(pb: raft_pb2.RaftMessage, m: Message) -> None:
     # Only non-default fields are set: most messages (heartbeats, responses) use a handful.
-    pb.type = m.type
+    pb.type = cast(raft_pb2.MessageType, m.type)
     pb.to = m.to
     pb.from_id = m.frm
     if m.term:
@@ -335,7 +337,7 @@ def kv_from_pb(pb: kv_pb2.KeyValue) -> KeyValue:
 def event_to_pb(ev: Event, prev_kv: bool = True) -> kv_pb2.Event:
     """A change as protobuf; ``prev_kv=False`` leaves the previous version out (``sub`` is not sent:
     the order of events in a response carries it)."""
-    pb = kv_pb2.Event(type=ev.type, kv=kv_to_pb(ev.kv))
+    pb = kv_pb2.Event(type=cast(kv_pb2.Event.EventType, ev.type), kv=kv_to_pb(ev.kv))
     if prev_kv and ev.prev_kv is not None:
         pb.prev_kv.CopyFrom(kv_to_pb(ev.prev_kv))
     return pb
@@ -377,7 +379,9 @@ _TARGET_FIELDS: dict[CompareTarget, str] = {
 
 def compare_to_pb(c: Compare) -> kv_pb2.Compare:
     """A txn guard as protobuf: ``value`` goes to the ``target_union`` member of ``target``."""
-    pb = kv_pb2.Compare(result=c.result, target=c.target, key=c.key, range_end=c.range_end or b"")
+    pb = kv_pb2.Compare(result=cast(kv_pb2.Compare.CompareResult, c.result),
+                        target=cast(kv_pb2.Compare.CompareTarget, c.target), key=c.key,
+                        range_end=c.range_end or b"")
     setattr(pb, _TARGET_FIELDS[c.target], c.value)
     return pb
 

@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.v1 import faults_pb2, faults_pb2_grpc
 
 from .peer import Faults
@@ -33,7 +34,7 @@ def _state(f: Faults) -> faults_pb2.FaultState:
                                  drop_rate=f.drop_rate, delay_seconds=f.delay)
 
 
-class FaultInjectionService(faults_pb2_grpc.FaultInjectionServicer):  # type: ignore[misc]
+class FaultInjectionService(faults_pb2_grpc.FaultInjectionServicer):
     def __init__(self, faults: Faults | None, member_id: int) -> None:
         self.faults = faults
         self.member_id = member_id

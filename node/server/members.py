@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2
 
 from ..raft import ConfChange, ConfChangeType, ConfState, EntryType, NotLeader, Role
@@ -391,7 +392,7 @@ class Membership:
             return False
 
 
-class ClusterPeerService(cluster_pb2_grpc.ClusterPeerServicer):  # type: ignore[misc]
+class ClusterPeerService(cluster_pb2_grpc.ClusterPeerServicer):
     """``coterie.v1.ClusterPeer`` on the peer listener: Publish and Join (see cluster.proto)."""
 
     def __init__(self, membership: Membership) -> None:
@@ -461,8 +462,9 @@ async def join_cluster(name: str, peer_addr: str, peers: list[str], *, timeout: 
         for addr in peers:
             try:
                 async with grpc.aio.insecure_channel(addr) as ch:
-                    return await cluster_pb2_grpc.ClusterPeerStub(ch).Join(
+                    resp: cluster_pb2.JoinResponse = await cluster_pb2_grpc.ClusterPeerStub(ch).Join(
                         cluster_pb2.JoinRequest(name=name, peer_addr=peer_addr), timeout=2.0)
+                    return resp
             except grpc.aio.AioRpcError as exc:
                 last = f"{addr}: {exc.code().name} {exc.details()}"
         if loop.time() + delay > deadline:

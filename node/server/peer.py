@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.v1 import raft_pb2, raft_pb2_grpc
 
 from ..raft import Message
@@ -67,7 +68,7 @@ class PeerStats:
     reconnects: int = 0
 
 
-class PeerServicer(raft_pb2_grpc.RaftPeerServicer):  # type: ignore[misc]
+class PeerServicer(raft_pb2_grpc.RaftPeerServicer):
     """Receives batches from peers and hands their messages to the driver."""
 
     def __init__(self, cluster_id: str, deliver: Callable[[Message], None], stats: PeerStats,

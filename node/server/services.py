@@ -49,9 +49,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from ..raft import (
@@ -411,7 +412,7 @@ class ClusterService(_Service):
             ),
             member_id=st.id,
             name=self.info.name,
-            role=int(st.role),
+            role=cast(cluster_pb2.Role, int(st.role)),
             term=st.term,
             leader_id=st.leader,
             commit_index=st.commit,

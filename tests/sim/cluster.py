@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+
 from coterie.node.raft import (
     ConfChange,
     ConfChangeType,

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc
 
 Grudge = Mapping[str, frozenset[str]]

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import grpc  # type: ignore[import-untyped]
+
 from coterie.v1 import faults_pb2, faults_pb2_grpc
 
 from .base import Backend, Grudge, NodeOptions, NodeProc, free_ports
