@@ -17,6 +17,7 @@ from typing import Any, Literal
 import grpc  # type: ignore[import-untyped]
 
 from coterie.v1 import cluster_pb2, kv_pb2
+from coterie.v1.wire import ERROR_DETAIL_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY
 
 from .errors import (
     Compacted,
@@ -44,12 +45,12 @@ from .types import (
     WatchEvent,
 )
 
-LEADER_ID_KEY = "coterie-leader-id"
-LEADER_ADDR_KEY = "coterie-leader-addr"
-ERROR_DETAIL_KEY = "coterie-error-bin"
-
-# ErrorDetail.code values (kv.proto).
-_INVALID, _LIMIT, _COMPACTED, _FUTURE, _STALE, _EXPIRED = 1, 2, 3, 4, 5, 6
+_INVALID = kv_pb2.ERROR_CODE_INVALID_ARGUMENT
+_LIMIT = kv_pb2.ERROR_CODE_LIMIT_EXCEEDED
+_COMPACTED = kv_pb2.ERROR_CODE_COMPACTED
+_FUTURE = kv_pb2.ERROR_CODE_FUTURE_REVISION
+_STALE = kv_pb2.ERROR_CODE_STALE_REQUEST
+_EXPIRED = kv_pb2.ERROR_CODE_SESSION_EXPIRED
 
 DEFAULT_TIMEOUT = 10.0
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1)]

@@ -41,7 +41,6 @@ from coterie.node.raft import (
 from coterie.node.server.driver import Driver, DriverConfig
 from coterie.node.server.errors import LearnerNotReady, MemberNotFound
 from coterie.node.server.members import ClusterPeerService, Membership, join_cluster
-from coterie.node.server.peer import REMOVED_KEY
 from coterie.node.server.services import NodeInfo, error_status
 from coterie.node.statemachine import (
     ErrorResponse,
@@ -58,6 +57,7 @@ from coterie.node.statemachine import (
 )
 from coterie.node.storage import DiskStorage
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
+from coterie.v1.wire import MEMBER_REMOVED_KEY as REMOVED_KEY
 from tests.proc_cluster import free_ports
 from tests.test_driver import Cluster
 

@@ -16,11 +16,8 @@ import grpc  # type: ignore[import-untyped]
 import pytest
 
 from coterie.node.raft import ConfState, Message, RaftConfig, RawNode, Role
-from coterie.node.server.codec import ERROR_DETAIL_KEY
 from coterie.node.server.driver import Driver, DriverConfig
 from coterie.node.server.services import (
-    LEADER_ADDR_KEY,
-    LEADER_ID_KEY,
     MAX_RECEIVE_MESSAGE_LENGTH,
     MemberInfo,
     NodeInfo,
@@ -29,6 +26,7 @@ from coterie.node.server.services import (
 from coterie.node.statemachine import StateMachine
 from coterie.node.storage import DiskStorage
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
+from coterie.v1.wire import ERROR_DETAIL_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY
 from tests.test_driver import Cluster
 
 T = 5.0  # per-call timeout, seconds

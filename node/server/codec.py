@@ -82,7 +82,6 @@ from ..statemachine.types import (
 )
 
 __all__ = [
-    "ERROR_DETAIL_KEY",
     "WatchCancel",
     "WatchCreate",
     "batch_from_pb",
@@ -744,8 +743,6 @@ def response_from_pb(pb: PbResponse) -> Response:
 
 # ======================================================================================= KV: errors
 
-ERROR_DETAIL_KEY = "coterie-error-bin"
-"""Trailing metadata key of a failed call's serialized :class:`kv_pb2.ErrorDetail`."""
 
 _STATUS_CODES: dict[type[KVError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -764,7 +761,7 @@ def status_code_for(error: KVError) -> grpc.StatusCode:
 
 def error_to_pb(error: KVError) -> kv_pb2.ErrorDetail:
     """A state machine error as protobuf: its code, message and constructor arguments."""
-    d = kv_pb2.ErrorDetail(code=error.code, message=error.message)
+    d = kv_pb2.ErrorDetail(code=cast(kv_pb2.ErrorCode, error.code), message=error.message)
     if isinstance(error, LimitExceeded):
         d.limit, d.actual, d.maximum, d.what = error.limit, error.actual, error.maximum, error.what
     elif isinstance(error, Compacted):

@@ -38,6 +38,7 @@ from typing import Any
 import grpc  # type: ignore[import-untyped]
 
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2
+from coterie.v1.wire import LEADER_ID_KEY, MEMBER_REMOVED_KEY
 
 from ..raft import ConfChange, ConfChangeType, ConfState, EntryType, NotLeader, Role
 from ..raft import confchange as _confchange
@@ -59,8 +60,8 @@ from .errors import (
     MemberRemoved,
     MembershipError,
 )
-from .peer import REMOVED_KEY, PeerTransport
-from .services import LEADER_ID_KEY, MemberInfo, NodeInfo, error_status
+from .peer import PeerTransport
+from .services import MemberInfo, NodeInfo, error_status
 
 __all__ = ["ClusterPeerService", "Membership", "join_cluster"]
 
@@ -385,7 +386,7 @@ class Membership:
             return True
         except grpc.aio.AioRpcError as exc:
             md = {k: v for k, v in (exc.trailing_metadata() or ())}
-            if REMOVED_KEY in md:
+            if MEMBER_REMOVED_KEY in md:
                 self._mark_removed(f"member at {addr} says it was removed")
             elif LEADER_ID_KEY not in md:
                 log.debug("publish to %s: %s %s", addr, exc.code(), exc.details())
@@ -407,7 +408,7 @@ class ClusterPeerService(cluster_pb2_grpc.ClusterPeerServicer):
         code, details, md = error_status(exc, self.m.info, leader=self.m.driver.leader,
                                          not_leader=grpc.StatusCode.FAILED_PRECONDITION)
         if isinstance(exc, MemberRemoved):
-            md = (*md, (REMOVED_KEY, "1"))
+            md = (*md, (MEMBER_REMOVED_KEY, "1"))
         await context.abort(code, details, trailing_metadata=md)
 
     async def Publish(  # noqa: N802

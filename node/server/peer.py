@@ -10,7 +10,7 @@ client one (a bulkhead), so client load cannot take the peer port's capacity.
 The set of peers follows the configuration (:meth:`PeerTransport.set_peers`, driven by the node's
 membership view): links are opened for new members, re-pointed when an address changes and closed
 for removed ones. A removed member's traffic is refused by the receiver with FAILED_PRECONDITION and
-the ``coterie-member-removed`` trailing metadata (:data:`REMOVED_KEY`); the sender's link then stops
+the ``coterie-member-removed`` trailing metadata (:data:`MEMBER_REMOVED_KEY`); the sender's link then stops
 and tells its owner (``PeerTransport.on_removed``), so a removed node stops participating.
 
 Fault injection for tests (``drop_rate``, ``delay``, ``blocked``) is applied here, in the application's
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import grpc  # type: ignore[import-untyped]
 
 from coterie.v1 import raft_pb2, raft_pb2_grpc
+from coterie.v1.wire import MEMBER_REMOVED_KEY
 
 from ..raft import Message
 from ..statemachine.errors import InvalidArgument
@@ -36,8 +37,6 @@ from .codec import batch_from_pb, batch_to_pb
 
 log = logging.getLogger("coterie.peer")
 
-REMOVED_KEY = "coterie-member-removed"
-"""Trailing metadata key on a peer call refused because the sender was removed from the cluster."""
 
 MAX_PEER_MESSAGE = 64 << 20
 """Largest peer gRPC message (bytes): appends are capped by the core's max_size_per_msg and snapshot
@@ -131,7 +130,7 @@ class _SenderRemoved(Exception):
 
 async def _abort_removed(context: grpc.aio.ServicerContext, exc: _SenderRemoved) -> None:
     await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc),
-                        trailing_metadata=((REMOVED_KEY, str(exc.member_id)),))
+                        trailing_metadata=((MEMBER_REMOVED_KEY, str(exc.member_id)),))
 
 
 class _PeerLink:
@@ -149,7 +148,7 @@ class _PeerLink:
         if not isinstance(exc, grpc.aio.AioRpcError) or exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
             return False
         with contextlib.suppress(Exception):
-            return any(k == REMOVED_KEY for k, _v in (exc.trailing_metadata() or ()))
+            return any(k == MEMBER_REMOVED_KEY for k, _v in (exc.trailing_metadata() or ()))
         return False
 
     async def _batches(self) -> AsyncIterator[raft_pb2.MessageBatch]:

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import grpc  # type: ignore[import-untyped]
 
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
+from coterie.v1.wire import ERROR_DETAIL_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY
 
 from ..raft import (
     ConfChangeInProgress,
@@ -72,7 +73,6 @@ from ..statemachine import (
     encode_command,
 )
 from .codec import (
-    ERROR_DETAIL_KEY,
     PbRequest,
     PbResponse,
     command_from_pb,
@@ -89,8 +89,6 @@ if TYPE_CHECKING:
     from .members import Membership
 
 __all__ = [
-    "LEADER_ADDR_KEY",
-    "LEADER_ID_KEY",
     "MAX_RECEIVE_MESSAGE_LENGTH",
     "ClusterService",
     "KVService",
@@ -103,10 +101,6 @@ __all__ = [
 
 log = logging.getLogger("coterie.services")
 
-LEADER_ID_KEY = "coterie-leader-id"
-"""Trailing metadata key: the id of the leader (decimal), on a refusal by a non-leader."""
-LEADER_ADDR_KEY = "coterie-leader-addr"
-"""Trailing metadata key: the leader's client address (host:port), when this node knows it."""
 
 MAX_RECEIVE_MESSAGE_LENGTH = 2 * 1024 * 1024 + 64 * 1024
 """The ``grpc.max_receive_message_length`` the server is created with: 2 MiB for the payload (a

@@ -7,6 +7,23 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_CODE_UNSPECIFIED: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_ARGUMENT: _ClassVar[ErrorCode]
+    ERROR_CODE_LIMIT_EXCEEDED: _ClassVar[ErrorCode]
+    ERROR_CODE_COMPACTED: _ClassVar[ErrorCode]
+    ERROR_CODE_FUTURE_REVISION: _ClassVar[ErrorCode]
+    ERROR_CODE_STALE_REQUEST: _ClassVar[ErrorCode]
+    ERROR_CODE_SESSION_EXPIRED: _ClassVar[ErrorCode]
+ERROR_CODE_UNSPECIFIED: ErrorCode
+ERROR_CODE_INVALID_ARGUMENT: ErrorCode
+ERROR_CODE_LIMIT_EXCEEDED: ErrorCode
+ERROR_CODE_COMPACTED: ErrorCode
+ERROR_CODE_FUTURE_REVISION: ErrorCode
+ERROR_CODE_STALE_REQUEST: ErrorCode
+ERROR_CODE_SESSION_EXPIRED: ErrorCode
+
 class RequestHeader(_message.Message):
     __slots__ = ("session_id", "seq")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -41,7 +58,7 @@ class ErrorDetail(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     LATEST_SEQ_FIELD_NUMBER: _ClassVar[int]
-    code: int
+    code: ErrorCode
     message: str
     limit: str
     actual: int
@@ -53,7 +70,7 @@ class ErrorDetail(_message.Message):
     session_id: int
     seq: int
     latest_seq: int
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., limit: _Optional[str] = ..., actual: _Optional[int] = ..., maximum: _Optional[int] = ..., what: _Optional[str] = ..., requested_revision: _Optional[int] = ..., compact_revision: _Optional[int] = ..., current_revision: _Optional[int] = ..., session_id: _Optional[int] = ..., seq: _Optional[int] = ..., latest_seq: _Optional[int] = ...) -> None: ...
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., limit: _Optional[str] = ..., actual: _Optional[int] = ..., maximum: _Optional[int] = ..., what: _Optional[str] = ..., requested_revision: _Optional[int] = ..., compact_revision: _Optional[int] = ..., current_revision: _Optional[int] = ..., session_id: _Optional[int] = ..., seq: _Optional[int] = ..., latest_seq: _Optional[int] = ...) -> None: ...
 
 class KeyValue(_message.Message):
     __slots__ = ("key", "create_revision", "mod_revision", "version", "value", "lease")
