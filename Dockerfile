@@ -19,8 +19,9 @@ COPY node ./node
 COPY client ./client
 COPY proto ./proto
 COPY jepsen-style ./jepsen-style
+COPY bench ./bench
 COPY src ./src
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir '.[server]'
 
 VOLUME /data
 EXPOSE 7001 7101

@@ -228,7 +228,7 @@ class EtcdCluster(_Cluster):
 
 
 def run_pysyncobj(root: Path, args: list[str], *, timeout: float, batch: bool) -> list[dict[str, Any]]:
-    """Run :mod:`bench.pysyncobj_node` as three processes; the leader runs the workloads given by
+    """Run :mod:`coterie.bench.pysyncobj_node` as three processes; the leader runs the workloads given by
     ``args`` in-process and prints one JSON result per line. Returns the results; every process is
     stopped before returning."""
     ports = free_ports(3)
@@ -239,7 +239,7 @@ def run_pysyncobj(root: Path, args: list[str], *, timeout: float, batch: bool) -
     try:
         for i, n in enumerate(NAMES):
             partners = ",".join(a for j, a in enumerate(addrs) if j != i)
-            group.spawn(n, [sys.executable, "-m", "bench.pysyncobj_node", "--self", addrs[i],
+            group.spawn(n, [sys.executable, "-m", "coterie.bench.pysyncobj_node", "--self", addrs[i],
                             "--partners", partners, "--done-file", str(done),
                             "--max-seconds", str(timeout), "--batch" if batch else "--no-batch", *args],
                         stdout=outs[i])

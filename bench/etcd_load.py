@@ -1,7 +1,7 @@
 """Drive etcd with the same load as ``coterie bench``, through ``aetcd`` (grpc.aio).
 
-``python -m bench.etcd_load --endpoint H:P --op put|get|get-serializable --clients N [...]`` prints
-one JSON :class:`~coterie.client._bench.LoadResult`. As in ../shared/PEERS.md, the N tasks share one
+``python -m coterie.bench.etcd_load --endpoint H:P --op put|get|get-serializable --clients N [...]`` prints
+one JSON :class:`~coterie.bench.load.LoadResult`. As in ../shared/PEERS.md, the N tasks share one
 ``aetcd.Client`` (one channel) talking to the member given, normally the leader. Before a get run the
 ``--key-space`` keys are written (untimed), and a get that finds no key counts as an error. Puts do
 not ask for the previous value (aetcd's default, and coterie's bench does the same).
@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from coterie.client._bench import LoadResult, key_of, run_load
+from coterie.bench.load import LoadResult, key_of, run_load
 
 
 async def etcd_load(endpoint: str, *, op: str, clients: int, count: int, value_size: int = 256,

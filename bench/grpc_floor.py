@@ -1,6 +1,6 @@
 """The floor that Python gRPC (grpc.aio) sets, before any coterie code runs: an echo server.
 
-``python -m bench.grpc_floor [--clients 64] [--count 20000] [--size 270]`` starts an echo server in a
+``python -m coterie.bench.grpc_floor [--clients 64] [--count 20000] [--size 270]`` starts an echo server in a
 subprocess (grpc.aio, raw bytes, no protobuf) and drives it from this process the way ``coterie
 bench`` drives a node, in two styles:
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(a.serve))
         return 0
     addr = f"127.0.0.1:{free_ports(1)[0]}"
-    server = subprocess.Popen([sys.executable, "-m", "bench.grpc_floor", "--serve", addr])
+    server = subprocess.Popen([sys.executable, "-m", "coterie.bench.grpc_floor", "--serve", addr])
     try:
         print(f"echo server {addr}: {a.clients} concurrent callers, {a.count} calls, {a.size}-byte messages, "
               f"load average {os.getloadavg()[0]:.1f}")

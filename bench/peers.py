@@ -11,9 +11,9 @@ How each system is driven (see ../shared/PEERS.md for why):
 
 - coterie: ``coterie bench put|get`` in a subprocess, ``AsyncClient``: N asyncio tasks, one
   exactly-once session per task (``--coterie-shared-client``: one client and session for all);
-- etcd: :mod:`bench.etcd_load` in a subprocess, ``aetcd``: N asyncio tasks on one channel, to the
+- etcd: :mod:`coterie.bench.etcd_load` in a subprocess, ``aetcd``: N asyncio tasks on one channel, to the
   leader;
-- PySyncObj: :mod:`bench.pysyncobj_node`, callers inside the leader process, put only.
+- PySyncObj: :mod:`coterie.bench.pysyncobj_node`, callers inside the leader process, put only.
 
 Every load subprocess has a hard timeout and every cluster is stopped in a ``finally``, so a run stops
 by itself.
@@ -115,7 +115,7 @@ def _py_spy() -> str:
 
 class _Profiler:
     """``py-spy record`` of one process for the duration of a ``with`` block, as collapsed stacks
-    (``-f raw``; summarize with ``python -m bench.profile``)."""
+    (``-f raw``; summarize with ``python -m coterie.bench.profile``)."""
 
     def __init__(self, pid: int, out: Path, max_seconds: float, extra: Sequence[str] = ()) -> None:
         self.argv = [_py_spy(), "record", "--pid", str(pid), "-r", "100", *extra,
@@ -172,7 +172,7 @@ def run_etcd(a: argparse.Namespace, root: Path) -> list[Result]:
         _log(f"etcd: leader {leader}")
         for op in a.ops:
             for n in a.clients:
-                argv = [sys.executable, "-m", "bench.etcd_load", "--endpoint", leader, "--op", op,
+                argv = [sys.executable, "-m", "coterie.bench.etcd_load", "--endpoint", leader, "--op", op,
                         *_load_args(a, n)]
                 r = _run_json(argv, _load_timeout(a), c.group, c.name_of(leader))
                 _log(f"etcd {op} x{n}: {r['throughput']:.0f}/s p50 {r['p50_ms']:.2f} ms, "
@@ -306,7 +306,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--etcd-bin", default="etcd")
     ap.add_argument("--profile", type=Path, default=None,
                     help="py-spy the coterie leader, a follower and the client during put at the most "
-                         "clients (collapsed stacks; summarize with python -m bench.profile)")
+                         "clients (collapsed stacks; summarize with python -m coterie.bench.profile)")
     ap.add_argument("--profile-args", default="--gil",
                     help="extra py-spy record options (%(default)s: only samples holding the GIL, so "
                          "waiting is left out; add --native for C/Cython frames)")

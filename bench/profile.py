@@ -1,6 +1,6 @@
 """Summarize a ``py-spy record -f raw`` profile: the functions with the most samples.
 
-``python -m bench.profile FILE [--top N]`` prints, per function (``name (file)``, line numbers
+``python -m coterie.bench.profile FILE [--top N]`` prints, per function (``name (file)``, line numbers
 merged), the share of all samples in which it is on the stack (*inclusive*) and in which it is the
 innermost frame (*self*). Each sample counts at most once per function, so inclusive shares never
 exceed 100 %.

@@ -1,11 +1,11 @@
 """One PySyncObj member holding a replicated dict; the leader also runs the benchmark in-process.
 
-``python -m bench.pysyncobj_node --self H:P --partners H:P,H:P --done-file F [workload options]``
+``python -m coterie.bench.pysyncobj_node --self H:P --partners H:P,H:P --done-file F [workload options]``
 
 This follows ../shared/PEERS.md: PySyncObj has no client protocol, so the callers live inside the
 member processes. The member that is leader once the cluster is ready (leader known by this member
 and unchanged for a second) runs every ``--workload OP:CLIENTS`` with
-:func:`coterie.client._bench.run_load` -- the same generator as ``coterie bench`` -- printing one
+:func:`coterie.bench.load.run_load` -- the same generator as ``coterie bench`` -- printing one
 JSON result per line on stdout, then creates ``--done-file``. Each asyncio task calls
 ``ReplDict.set(key, value, callback=...)`` and awaits the callback (the command is committed and
 applied), so N tasks keep N commands in flight, like N blocking callers. Its log is in memory and
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coterie.client._bench import key_of, run_load
+from coterie.bench.load import key_of, run_load
 
 
 def main(argv: list[str] | None = None) -> int:

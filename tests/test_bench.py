@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.cluster import CoterieCluster
-from bench.peers import markdown
+from coterie.bench.cluster import CoterieCluster
+from coterie.bench.load import LoadResult, format_table, key_of, percentile, run_load
+from coterie.bench.peers import markdown
 from coterie.client import Client
-from coterie.client._bench import LoadResult, format_table, key_of, percentile, run_load
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,7 +153,7 @@ def test_bench_peers_smoke(tmp_path: Path) -> None:
     if importlib.util.find_spec("pysyncobj"):
         systems.append("pysyncobj")
     out = tmp_path / "raw.json"
-    p = subprocess.run([sys.executable, "-m", "bench.peers", "--systems", ",".join(systems),
+    p = subprocess.run([sys.executable, "-m", "coterie.bench.peers", "--systems", ",".join(systems),
                         "--ops", "put,get", "--clients", "1,3", "--count", "20", "--warmup", "2",
                         "--key-space", "10", "--time-limit", "20", "--json", str(out)],
                        capture_output=True, text=True, timeout=600, cwd=REPO)
@@ -179,7 +179,7 @@ def test_format_table_has_one_row_per_result() -> None:
 
 
 def test_grpc_floor_runs_every_style() -> None:
-    p = subprocess.run([sys.executable, "-m", "bench.grpc_floor", "--clients", "4", "--count", "200"],
+    p = subprocess.run([sys.executable, "-m", "coterie.bench.grpc_floor", "--clients", "4", "--count", "200"],
                        capture_output=True, text=True, timeout=120, cwd=REPO)
     assert p.returncode == 0, p.stderr[-2000:]
     styles = [ln.split(":")[0].strip() for ln in p.stdout.splitlines()[1:]]

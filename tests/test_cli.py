@@ -27,8 +27,8 @@ from typing import IO, Any
 import pytest
 from click.testing import CliRunner, Result
 
-from coterie.client import _devcluster as dc
 from coterie.client.cli import DEFAULT_ENDPOINTS, main
+from coterie.node import devcluster as dc
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "coterie.client.cli"]

@@ -231,8 +231,8 @@ async def coterie_load(endpoints: str, *, op: str, clients: int, count: int, val
     Before a get run the ``key_space`` keys are written (untimed, reported in ``params["setup"]``),
     and a get that finds no key counts as an error. Puts send ``prev_kv=False``, like etcd's client.
     """
-    from ._core import DEFAULT_MAX_SESSIONS
-    from .aio import AsyncClient
+    from coterie.client import AsyncClient
+    from coterie.client._core import DEFAULT_MAX_SESSIONS
 
     if op not in ("put", "get", "get-serializable"):
         raise ValueError(f"unknown operation {op!r}")
@@ -317,7 +317,7 @@ def _run(ctx: click.Context, op: str, clients: int, count: int, value_size: int,
          output: str | None) -> None:
     import grpc  # type: ignore[import-untyped]
 
-    from .errors import CoterieError
+    from coterie.client.errors import CoterieError
 
     obj = ctx.obj or {}
     endpoints = str(obj.get("endpoints", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"))

@@ -383,7 +383,7 @@ def run_demo(endpoints_: str, *, timeout: float = 10.0, out: TextIO | None = Non
     compare-and-swap txn, and a watch that sees a change made after it was established. Raises
     :class:`DevClusterError` if a step does not behave as shown (e.g. the watch sees nothing within
     ``timeout`` seconds) and the client's typed errors if the cluster fails a call."""
-    from . import Client, Compare, Op
+    from coterie.client import Client, Compare, Op
 
     stream = out or sys.stdout
 
