@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 import msgpack  # noqa: F401 - the server extra: fail at load time, so the CLI names the extra to install
-import sortedcontainers  # noqa: F401
+import sortedcontainers  # type: ignore[import-untyped]  # noqa: F401
 
 from coterie.client.cli import DEFAULT_ENDPOINTS, _fail, _handles_errors
 
