@@ -25,12 +25,22 @@ ERROR_CODE_STALE_REQUEST: ErrorCode
 ERROR_CODE_SESSION_EXPIRED: ErrorCode
 
 class RequestHeader(_message.Message):
-    __slots__ = ("session_id", "seq")
+    __slots__ = ("session_id", "seq", "fence")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    FENCE_FIELD_NUMBER: _ClassVar[int]
     session_id: int
     seq: int
-    def __init__(self, session_id: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+    fence: Fence
+    def __init__(self, session_id: _Optional[int] = ..., seq: _Optional[int] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ...) -> None: ...
+
+class Fence(_message.Message):
+    __slots__ = ("prefix", "token")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    prefix: bytes
+    token: int
+    def __init__(self, prefix: _Optional[bytes] = ..., token: _Optional[int] = ...) -> None: ...
 
 class ResponseHeader(_message.Message):
     __slots__ = ("cluster_id", "member_id", "revision", "raft_term")
