@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63oterie/v1/faults.proto\x12\ncoterie.v1\"[\n\nFaultState\x12\x0f\n\x07\x62locked\x18\x01 \x03(\x04\x12\x12\n\nblocked_in\x18\x02 \x03(\x04\x12\x11\n\tdrop_rate\x18\x03 \x01(\x01\x12\x15\n\rdelay_seconds\x18\x04 \x01(\x01\"\x12\n\x10GetFaultsRequest2\x90\x01\n\x0e\x46\x61ultInjection\x12;\n\tSetFaults\x12\x16.coterie.v1.FaultState\x1a\x16.coterie.v1.FaultState\x12\x41\n\tGetFaults\x12\x1c.coterie.v1.GetFaultsRequest\x1a\x16.coterie.v1.FaultStateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63oterie/v1/faults.proto\x12\ncoterie.v1\"\x8d\x01\n\nFaultState\x12\x0f\n\x07\x62locked\x18\x01 \x03(\x04\x12\x12\n\nblocked_in\x18\x02 \x03(\x04\x12\x11\n\tdrop_rate\x18\x03 \x01(\x01\x12\x15\n\rdelay_seconds\x18\x04 \x01(\x01\x12\x12\n\nclock_rate\x18\x05 \x01(\x01\x12\x1c\n\x14\x63lock_offset_seconds\x18\x06 \x01(\x01\"\x12\n\x10GetFaultsRequest2\x90\x01\n\x0e\x46\x61ultInjection\x12;\n\tSetFaults\x12\x16.coterie.v1.FaultState\x1a\x16.coterie.v1.FaultState\x12\x41\n\tGetFaults\x12\x1c.coterie.v1.GetFaultsRequest\x1a\x16.coterie.v1.FaultStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coterie.v1.faults_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FAULTSTATE']._serialized_start=39
-  _globals['_FAULTSTATE']._serialized_end=130
-  _globals['_GETFAULTSREQUEST']._serialized_start=132
-  _globals['_GETFAULTSREQUEST']._serialized_end=150
-  _globals['_FAULTINJECTION']._serialized_start=153
-  _globals['_FAULTINJECTION']._serialized_end=297
+  _globals['_FAULTSTATE']._serialized_start=40
+  _globals['_FAULTSTATE']._serialized_end=181
+  _globals['_GETFAULTSREQUEST']._serialized_start=183
+  _globals['_GETFAULTSREQUEST']._serialized_end=201
+  _globals['_FAULTINJECTION']._serialized_start=204
+  _globals['_FAULTINJECTION']._serialized_end=348
 # @@protoc_insertion_point(module_scope)
