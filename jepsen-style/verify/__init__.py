@@ -9,5 +9,6 @@ membership, watch delivery) and a report is written under ``store/<workload>-<ne
 Layout: :mod:`.checkers` (pure functions over histories), :mod:`.workloads` (one module per
 workload: generator, client calls, checker), :mod:`.nemesis` (fault schedules), :mod:`.backends`
 (where nodes run and how faults are made), :mod:`.runner` (one run), :mod:`.report` (files),
-:mod:`.cli` (``coterie verify`` and ``jepsen-style/run.py``).
+:mod:`.cli` (``coterie verify`` and ``jepsen-style/run.py``), :mod:`.registry` (the one registry
+style: :data:`.backends.BACKENDS`, :data:`.nemesis.NEMESES`, :data:`.workloads.WORKLOADS`).
 """

@@ -2,7 +2,10 @@
 
 Prints progress, then a one-line verdict and the report's path; exits 0 if every checker passed,
 1 on a violation, 2 if the verdict is unknown (the check timed out or the run could not finish).
-Heavy imports (matplotlib, the runner) happen only when a run starts.
+Heavy imports (matplotlib, the runner) happen only when a run starts; the choices and their help
+come from the registries (:data:`~coterie.verify.backends.BACKENDS`,
+:data:`~coterie.verify.nemesis.NEMESES`, :data:`~coterie.verify.workloads.WORKLOADS`), which import
+nothing until an entry is loaded.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from pathlib import Path
 
 import click
 
-BACKENDS = ("local", "netns", "compose")
+from .backends import BACKENDS
+from .nemesis import NEMESES
+from .workloads import WORKLOADS
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -26,16 +31,12 @@ def _range(text: str) -> tuple[float, float]:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--workload", "-w", default="register", show_default=True,
-              type=click.Choice(["register", "set", "watch"]),
-              help="What the clients do and how it is checked.")
+              type=click.Choice(WORKLOADS.names()),
+              help=f"What the clients do and how it is checked. {WORKLOADS.describe()}.")
 @click.option("--nemesis", "-n", default="partition", show_default=True,
-              help="Comma-separated faults: partition, partition-halves, partition-leader, partition-ring, "
-                   "partition-oneway, kill, pause, slow, lossy, member (remove, re-add as learner, "
-                   "promote), none.")
-@click.option("--backend", "-b", default="local", show_default=True, type=click.Choice(BACKENDS),
-              help="local: loopback, faults via the nodes' fault-injection API; netns: one network "
-                   "namespace per node, iptables partitions (root); compose: one container per node "
-                   "(docker compose, else podman-compose), iptables inside the containers.")
+              help=f"Comma-separated faults. {NEMESES.describe()}.")
+@click.option("--backend", "-b", default="local", show_default=True, type=click.Choice(BACKENDS.names()),
+              help=f"{BACKENDS.describe()}.")
 @click.option("--nodes", default=3, show_default=True, help="Cluster size.")
 @click.option("--time-limit", default=60.0, show_default=True, help="Seconds of workload under faults.")
 @click.option("--recovery", default=10.0, show_default=True, help="Seconds of workload after healing.")
@@ -60,14 +61,14 @@ def verify(workload: str, nemesis: str, backend: str, nodes: int, time_limit: fl
            client_timeout: float, tick_ms: int, keep_data: bool, build_image: bool, unsafe_local_reads: bool,
            opt: tuple[str, ...]) -> None:
     """Run a Jepsen-style test: a workload against real nodes while a nemesis injects faults."""
-    from .nemesis.base import NEMESES
     from .runner import RunConfig, run
 
     names = [n.strip() for n in nemesis.split(",") if n.strip()]
     for n in names:
-        if n not in NEMESES:
-            raise click.BadParameter(f"unknown nemesis {n!r}; choose from {', '.join(NEMESES)}",
-                                     param_hint="--nemesis")
+        try:
+            NEMESES.validate(n)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--nemesis") from None
     options: dict[str, object] = {}
     for kv in opt:
         k, sep, v = kv.partition("=")

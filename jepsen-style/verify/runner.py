@@ -27,10 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends import BACKENDS
 from .backends.base import Backend, NodeOptions
 from .history import Event, History, pairs
 from .nemesis.base import Schedule, Timing, make_faults
-from .workloads.base import WorkloadConfig, workload_class
+from .workloads import WORKLOADS
+from .workloads.base import WorkloadConfig
 
 
 @dataclass
@@ -71,22 +73,9 @@ class RunResult:
 
 
 def make_backend(cfg: RunConfig, root: Path) -> Backend:
+    """The backend ``cfg.backend`` (from :data:`BACKENDS`), not yet set up."""
     opts = NodeOptions(tick_ms=cfg.tick_ms, unsafe_local_reads=cfg.unsafe_local_reads)
-    if cfg.backend == "local":
-        from .backends.local import LocalBackend
-
-        return LocalBackend(cfg.nodes, root, opts)
-    if cfg.backend == "netns":
-        from .backends.netns import NetnsBackend
-
-        netns: Backend = NetnsBackend(cfg.nodes, root, opts)
-        return netns
-    if cfg.backend == "compose":
-        from .backends.compose import ComposeBackend
-
-        compose: Backend = ComposeBackend(cfg.nodes, root, opts, build=cfg.build_image)
-        return compose
-    raise ValueError(f"unknown backend {cfg.backend!r}; choose local, netns or compose")
+    return BACKENDS.load(cfg.backend)(cfg.nodes, root, opts, build_image=cfg.build_image)
 
 
 def run(cfg: RunConfig, *, log: Any = print) -> RunResult:
@@ -96,7 +85,7 @@ def run(cfg: RunConfig, *, log: Any = print) -> RunResult:
     out = cfg.store / f"{cfg.workload}-{'+'.join(cfg.nemesis)}" / stamp
     out.mkdir(parents=True, exist_ok=True)
     history = History()
-    wl_cls = workload_class(cfg.workload)
+    wl_cls = WORKLOADS.load(cfg.workload)
     results: dict[str, Any] = {"config": {**asdict(cfg), "store": str(cfg.store), "seed": seed},
                                "nemesis": {"faults": 0, "errors": []}, "workload": {}, "errors": []}
     valid: bool | None = None

@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import grpc  # type: ignore[import-untyped]
 
@@ -86,10 +86,22 @@ class NodeOptions:
     log_level: str = "warning"
 
 
+class BackendFactory(Protocol):
+    """What :data:`coterie.verify.backends.BACKENDS` holds: a cluster of ``nodes`` nodes under
+    ``root`` (not yet set up); ``build_image`` matters only to backends that run an image."""
+
+    def __call__(self, nodes: int, root: Path, opts: NodeOptions, *, build_image: bool) -> Backend: ...
+
+
 class Backend(ABC):
     """A cluster of real nodes; see the module docstring for the invariants."""
 
     name: str = ""
+
+    @classmethod
+    def create(cls, nodes: int, root: Path, opts: NodeOptions, *, build_image: bool = False) -> Backend:
+        """The :class:`BackendFactory` the registry names (``build_image`` is ignored here)."""
+        return cls(nodes, root, opts)
 
     def __init__(self, n: int, root: Path, options: NodeOptions) -> None:
         if n < 1:

@@ -40,7 +40,7 @@ from typing import Any
 
 from coterie.v1 import faults_pb2
 
-from .base import NodeOptions, NodeProc, free_ports
+from .base import Backend, NodeOptions, NodeProc, free_ports
 from .local import LocalBackend
 
 CLIENT_PORT = 7001
@@ -95,6 +95,10 @@ class ComposeBackend(LocalBackend):
         self._up = False
         self._running: dict[str, tuple[float, bool, int | None]] = {}
         self._run_lock = threading.Lock()
+
+    @classmethod
+    def create(cls, nodes: int, root: Path, opts: NodeOptions, *, build_image: bool = False) -> Backend:
+        return cls(nodes, root, opts, build=build_image)
 
     # ------------------------------------------------------------------------------ life cycle
 

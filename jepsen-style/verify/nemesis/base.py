@@ -8,13 +8,13 @@ the time limit, after which :meth:`Schedule.heal_all` undoes everything (every n
 resumed, the network healed). Every start and stop is logged in the history with the same ``id``,
 so the report can shade the fault periods.
 
-Nemesis names (``--nemesis a,b,...``): ``partition`` (any of the partition shapes below),
-``partition-halves``, ``partition-leader``, ``partition-ring``, ``partition-oneway``, ``kill``
-(kill -9 a random node or the leader, restarted at the stop), ``pause`` (SIGSTOP a random node or
-the leader, SIGCONT at the stop), ``slow`` (100-500 ms per peer batch on a random minority of nodes),
-``lossy`` (20-50 % of peer messages dropped on a random minority), ``member`` (membership churn:
-remove a member, add it back as a learner with a fresh data directory, promote it; see
-:mod:`.membership`), ``none``.
+Nemesis names (``--nemesis a,b,...``; registered in :data:`coterie.verify.nemesis.NEMESES`):
+``partition`` (any of the shapes of :mod:`.partition`), ``partition-halves``, ``partition-leader``,
+``partition-ring``, ``partition-oneway``, ``kill`` (kill -9 a random node or the leader, restarted at
+the stop), ``pause`` (SIGSTOP a random node or the leader, SIGCONT at the stop), ``slow`` (100-500 ms
+per peer batch on a random minority of nodes), ``lossy`` (20-50 % of peer messages dropped on a
+random minority), ``member`` (membership churn: remove a member, add it back as a learner with a
+fresh data directory, promote it; see :mod:`.membership`), ``none``.
 
 Faults target members only (:meth:`Backend.member_names`): a node removed by the membership nemesis
 is neither killed, paused nor restarted until it is added back.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import random
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,33 +141,26 @@ class Schedule:
                 self.errors.append(f"restore membership: {type(exc).__name__}: {exc}")
 
 
+NemesisFactory = Callable[[Backend, random.Random], Fault | None]
+"""What :data:`coterie.verify.nemesis.NEMESES` holds: the fault to schedule, or None (``none``)."""
+
+
+def no_fault(backend: Backend, rng: random.Random) -> Fault | None:
+    """The ``none`` nemesis: nothing to schedule."""
+    return None
+
+
 def make_faults(names: list[str], backend: Backend, rng: random.Random) -> list[Fault]:
-    from .kill import KillFault, PauseFault
-    from .links import LinkFault
-    from .membership import MembershipFault
-    from .partition import PARTITION_SHAPES, PartitionFault
+    """The faults of the nemeses ``names`` (registered in :data:`coterie.verify.nemesis.NEMESES`;
+    a :class:`ValueError` names the choices), sharing ``rng``."""
+    from . import NEMESES
 
     out: list[Fault] = []
     for raw in names:
         name = raw.strip()
-        if name in ("", "none"):
+        if not name:
             continue
-        if name == "partition":
-            out.append(PartitionFault(backend, rng, list(PARTITION_SHAPES)))
-        elif name.startswith("partition-") and name.removeprefix("partition-") in PARTITION_SHAPES:
-            out.append(PartitionFault(backend, rng, [name.removeprefix("partition-")]))
-        elif name == "kill":
-            out.append(KillFault(backend, rng))
-        elif name == "pause":
-            out.append(PauseFault(backend, rng))
-        elif name in ("slow", "lossy"):
-            out.append(LinkFault(backend, rng, name))
-        elif name == "member":
-            out.append(MembershipFault(backend, rng))
-        else:
-            raise ValueError(f"unknown nemesis {name!r}; choose from: {', '.join(NEMESES)}")
+        fault = NEMESES.load(name)(backend, rng)
+        if fault is not None:
+            out.append(fault)
     return out
-
-
-NEMESES = ("partition", "partition-halves", "partition-leader", "partition-ring", "partition-oneway",
-           "kill", "pause", "slow", "lossy", "member", "none")

@@ -33,3 +33,11 @@ class LinkFault(Fault):
 
     def stop(self) -> None:
         self.b.set_links([])
+
+
+def slow_links(backend: Backend, rng: random.Random) -> Fault:
+    return LinkFault(backend, rng, "slow")
+
+
+def lossy_links(backend: Backend, rng: random.Random) -> Fault:
+    return LinkFault(backend, rng, "lossy")

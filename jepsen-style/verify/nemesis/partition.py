@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ..backends.base import Grudge
+from ..backends.base import Backend, Grudge
 from .base import Fault
 
 PARTITION_SHAPES = ("halves", "leader", "ring", "oneway")
@@ -99,3 +99,26 @@ class PartitionFault(Fault):
 
     def stop(self) -> None:
         self.b.heal_network()
+
+
+# The registry's factories (:data:`coterie.verify.nemesis.NEMESES`): ``partition`` and one per shape.
+
+
+def any_partition(backend: Backend, rng: random.Random) -> Fault:
+    return PartitionFault(backend, rng, list(PARTITION_SHAPES))
+
+
+def halves_partition(backend: Backend, rng: random.Random) -> Fault:
+    return PartitionFault(backend, rng, ["halves"])
+
+
+def leader_partition(backend: Backend, rng: random.Random) -> Fault:
+    return PartitionFault(backend, rng, ["leader"])
+
+
+def ring_partition(backend: Backend, rng: random.Random) -> Fault:
+    return PartitionFault(backend, rng, ["ring"])
+
+
+def oneway_partition(backend: Backend, rng: random.Random) -> Fault:
+    return PartitionFault(backend, rng, ["oneway"])

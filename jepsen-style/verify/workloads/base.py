@@ -1,7 +1,7 @@
 """The workload interface. A workload is one module (see ``register.py``, ``set.py``, ``watch.py``)
-with a :class:`Workload` subclass holding its generator, its client calls and its checker, and is
-made known by :data:`WORKLOADS` in ``__init__``-free registration: add the module name to
-:func:`workload_class`.
+with a :class:`Workload` subclass holding its generator, its client calls and its checker, made
+known by one entry in :data:`coterie.verify.workloads.WORKLOADS` (its name, ``"module:Class"`` and a
+one-line help).
 
 The runner calls, in order: ``setup()``; ``worker(process, stop)`` in ``concurrency`` threads
 until ``stop`` is set (through the faults and the recovery period); ``final()`` once the cluster is
@@ -13,7 +13,6 @@ healed; ``check(events)``. A worker records every call in the :class:`History` w
 from __future__ import annotations
 
 import contextlib
-import importlib
 import random
 import threading
 from abc import ABC, abstractmethod
@@ -32,8 +31,6 @@ from coterie.client.errors import (
 )
 
 from ..history import Event, History
-
-WORKLOADS = ("register", "set", "watch")
 
 
 @dataclass
@@ -120,14 +117,6 @@ class Workload(ABC):
     @abstractmethod
     def check(self, events: list[Event]) -> dict[str, Any]:
         """The verdict: a JSON-able dict with at least ``valid`` (True / False / None=unknown)."""
-
-
-def workload_class(name: str) -> type[Workload]:
-    if name not in WORKLOADS:
-        raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
-    mod = importlib.import_module(f"{__package__}.{name}")
-    cls: type[Workload] = mod.WORKLOAD
-    return cls
 
 
 def retry(fn: Callable[[], Any], *, attempts: int = 60, what: str = "final read") -> Any:

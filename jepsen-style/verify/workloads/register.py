@@ -133,6 +133,3 @@ def _counts(events: list[Event]) -> dict[str, int]:
         c["invoked"] += 1
         c[done["type"] if done is not None else "info"] += 1
     return c
-
-
-WORKLOAD = RegisterWorkload

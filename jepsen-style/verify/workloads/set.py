@@ -60,6 +60,3 @@ class SetWorkload(Workload):
 
 def _add(c: Any, key: str, value: int) -> None:
     c.put(key, str(value), prev_kv=False)
-
-
-WORKLOAD = SetWorkload

@@ -149,6 +149,3 @@ def _put(c: Any, key: str, value: str) -> list[int]:
 def _delete(c: Any, key: str) -> list[int]:
     r = c.txn(success=[Op.delete(key)])
     return [int(r.revision), int(r.results[0].deleted)]
-
-
-WORKLOAD = WatchWorkload
