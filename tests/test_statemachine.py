@@ -867,15 +867,21 @@ def test_snapshot_header_and_bad_snapshots() -> None:
     sm.apply(1, put_cmd(b"k"))
     snap = sm.snapshot()
     obj = msgpack.unpackb(snap)
-    assert obj[:4] == [b"coterie-sm", 1, 1, 0]
+    assert obj[:4] == [b"coterie-sm", 2, 1, 0]
+    v1 = [b"coterie-sm", 1, 1, 0]
     good = sm.snapshot()
     for bad in (
         b"",
         b"\x00",
-        msgpack.packb([b"coterie-sm", 2, 1, 0, [], []]),
+        msgpack.packb([b"coterie-sm", 3, 1, 0, [], [], [], []]),
+        msgpack.packb([b"coterie-sm", 2, 1, 0, [], []]),  # version 2 needs the lease table
+        msgpack.packb([b"coterie-sm", 1, 1, 0, [], [], [], []]),  # version 1 has none
         msgpack.packb([b"other", 1, 1, 0, [], []]),
-        msgpack.packb([*obj[:4], [2, 0, [], [[0, [b"k", b"v", 2, 2, 1, 0], None, 0]] * 2], []]),
-        msgpack.packb([*obj[:4], obj[4], [[1, 5, 0, None], [2, 4, 0, None]]]),
+        msgpack.packb([*v1, [2, 0, [], [[0, [b"k", b"v", 2, 2, 1, 0], None, 0]] * 2], []]),
+        msgpack.packb([*v1, obj[4], [[1, 5, 0, None], [2, 4, 0, None]]]),
+        msgpack.packb([*obj[:7], [[5, 10, 11, 1]]]),  # remaining above the TTL
+        msgpack.packb([*obj[:7], [[5, 10, 1, 1], [5, 10, 1, 1]]]),  # duplicate lease
+        msgpack.packb([*obj[:7], [[5, 10, 1]]]),
     ):
         with pytest.raises(InvalidArgument):
             sm.restore(bad)

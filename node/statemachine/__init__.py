@@ -1,7 +1,9 @@
 """The replicated key-value state machine (etcd v3 MVCC model) applied from committed Raft entries.
 
 - :class:`StateMachine` (:mod:`.machine`): ``apply(index, data) -> Response``, ``snapshot()``,
-  ``restore()``; owns the replicated clock and exactly-once client sessions (:mod:`.sessions`).
+  ``restore()``; owns the replicated clock, exactly-once client sessions (:mod:`.sessions`),
+  leases (:mod:`.leases`; the countdown is the host's ``coterie.node.server.lease_timer``) and
+  fences (:class:`Fence`).
 - :class:`KVStore` (:mod:`.mvcc`): revisions, MVCC history, range / put / delete_range / txn /
   compact, and ``events_since`` for watches.
 - :func:`encode_command` / :func:`decode_command` (:mod:`.codec`): the versioned msgpack format.
@@ -20,13 +22,16 @@ from .codec import (
 )
 from .errors import (
     Compacted,
+    FenceRejected,
     FutureRevision,
     InvalidArgument,
     KVError,
+    LeaseNotFound,
     LimitExceeded,
     SessionExpired,
     StaleRequest,
 )
+from .leases import Lease, LeaseTable, LeaseUpdate
 from .machine import DEFAULT_SESSION_TTL_MS, StateMachine
 from .members import MemberAttrs, MemberTable, decode_member_context, encode_member_context
 from .mvcc import KVStore
@@ -45,8 +50,17 @@ from .types import (
     ErrorResponse,
     Event,
     EventType,
+    Fence,
     KeepAliveRequest,
     KeyValue,
+    LeaseCheckpointRequest,
+    LeaseExpireRequest,
+    LeaseGrantRequest,
+    LeaseGrantResponse,
+    LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse,
+    LeaseRevokeRequest,
+    LeaseRevokeResponse,
     Limits,
     MemberAttrsRequest,
     NoopRequest,
@@ -84,12 +98,26 @@ __all__ = [
     "ErrorResponse",
     "Event",
     "EventType",
+    "Fence",
+    "FenceRejected",
     "FutureRevision",
     "InvalidArgument",
     "KVError",
     "KVStore",
     "KeepAliveRequest",
     "KeyValue",
+    "Lease",
+    "LeaseCheckpointRequest",
+    "LeaseExpireRequest",
+    "LeaseGrantRequest",
+    "LeaseGrantResponse",
+    "LeaseKeepAliveRequest",
+    "LeaseKeepAliveResponse",
+    "LeaseNotFound",
+    "LeaseRevokeRequest",
+    "LeaseRevokeResponse",
+    "LeaseTable",
+    "LeaseUpdate",
     "LimitExceeded",
     "Limits",
     "MemberAttrs",

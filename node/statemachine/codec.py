@@ -2,10 +2,12 @@
 
 A command (the data of one Raft log entry) is::
 
-    [version, op_type, timestamp, session_id, seq, body]
+    [version, op_type, timestamp, session_id, seq, body, fence]
 
 ``version`` is :data:`COMMAND_VERSION` (1). ``op_type`` is an :class:`OpType`; ``body`` an array of
-that op's fields in a fixed order:
+that op's fields in a fixed order (below). ``fence`` is ``[prefix, token]`` (see
+:class:`~.types.Fence`) or nil; it was appended to the format, so it may be missing (= nil), and an
+encoder omits it when there is no fence.
 
 ======================  ==========================================================================
 PUT                     ``[key, value, lease, prev_kv, ignore_value, ignore_lease]``
@@ -17,6 +19,11 @@ COMPACT                 ``[revision]``
 REGISTER_SESSION, NOOP  ``[]``
 KEEP_ALIVE, CLOSE       ``[session_id]``
 MEMBER_ATTRS            ``[member_id, name, peer_addr, client_addr]`` (strings are msgpack ``str``)
+LEASE_GRANT             ``[ttl_ms, lease_id]``
+LEASE_REVOKE            ``[lease_id]``
+LEASE_KEEP_ALIVE        ``[[lease_id...]]``
+LEASE_CHECKPOINT        ``[[[lease_id, remaining_ms, refreshed_index]...]]``
+LEASE_EXPIRE            ``[lease_id, refreshed_index]``
 ======================  ==========================================================================
 
 Keys and values are msgpack ``bin``; integers are non-negative and below 2**63 (compare values may
@@ -55,8 +62,17 @@ from .types import (
     ErrorResponse,
     Event,
     EventType,
+    Fence,
     KeepAliveRequest,
     KeyValue,
+    LeaseCheckpointRequest,
+    LeaseExpireRequest,
+    LeaseGrantRequest,
+    LeaseGrantResponse,
+    LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse,
+    LeaseRevokeRequest,
+    LeaseRevokeResponse,
     MemberAttrsRequest,
     NoopRequest,
     NoopResponse,
@@ -110,6 +126,11 @@ class OpType(IntEnum):
     KEEP_ALIVE = 7
     CLOSE_SESSION = 8
     MEMBER_ATTRS = 9
+    LEASE_GRANT = 10
+    LEASE_REVOKE = 11
+    LEASE_KEEP_ALIVE = 12
+    LEASE_CHECKPOINT = 13
+    LEASE_EXPIRE = 14
 
 
 class ResponseType(IntEnum):
@@ -123,6 +144,9 @@ class ResponseType(IntEnum):
     COMPACT = 5
     SESSION = 6
     NOOP = 7
+    LEASE_GRANT = 8
+    LEASE_KEEP_ALIVE = 9
+    LEASE_REVOKE = 10
 
 
 def pack(obj: Any) -> bytes:
@@ -257,6 +281,11 @@ _OP_TYPES: dict[type, OpType] = {
     KeepAliveRequest: OpType.KEEP_ALIVE,
     CloseSessionRequest: OpType.CLOSE_SESSION,
     MemberAttrsRequest: OpType.MEMBER_ATTRS,
+    LeaseGrantRequest: OpType.LEASE_GRANT,
+    LeaseRevokeRequest: OpType.LEASE_REVOKE,
+    LeaseKeepAliveRequest: OpType.LEASE_KEEP_ALIVE,
+    LeaseCheckpointRequest: OpType.LEASE_CHECKPOINT,
+    LeaseExpireRequest: OpType.LEASE_EXPIRE,
 }
 
 
@@ -275,12 +304,62 @@ def _encode_body(request: Request) -> list[Any]:
         return [request.session_id]
     if isinstance(request, MemberAttrsRequest):
         return [request.member_id, request.name, request.peer_addr, request.client_addr]
+    if isinstance(request, LeaseGrantRequest):
+        return [request.ttl_ms, request.lease_id]
+    if isinstance(request, LeaseRevokeRequest):
+        return [request.lease_id]
+    if isinstance(request, LeaseKeepAliveRequest):
+        return [list(request.lease_ids)]
+    if isinstance(request, LeaseCheckpointRequest):
+        return [[list(item) for item in request.items]]
+    if isinstance(request, LeaseExpireRequest):
+        return [request.lease_id, request.refreshed_index]
     return []
 
 
-def encode_command(request: Request, *, timestamp: int = 0, session_id: int = 0, seq: int = 0) -> bytes:
-    """The log entry data for ``request`` with its envelope (see :class:`Command`)."""
-    return pack([COMMAND_VERSION, int(_op_type(request)), timestamp, session_id, seq, _encode_body(request)])
+def encode_command(
+    request: Request,
+    *,
+    timestamp: int = 0,
+    session_id: int = 0,
+    seq: int = 0,
+    fence: Fence | None = None,
+) -> bytes:
+    """The log entry data for ``request`` with its envelope (see :class:`Command`). Without a fence
+    the entry is byte-identical to the format before fences existed."""
+    obj = [COMMAND_VERSION, int(_op_type(request)), timestamp, session_id, seq, _encode_body(request)]
+    if fence is not None:
+        obj.append([fence.prefix, fence.token])
+    return pack(obj)
+
+
+def _decode_fence(obj: Any) -> Fence | None:
+    if obj is None:
+        return None
+    prefix, token = _fields(obj, "fence", [("prefix", _bytes, _REQUIRED), ("token", _uint, _REQUIRED)])
+    if not prefix:
+        raise InvalidArgument("fence prefix is empty")
+    return Fence(prefix, token)
+
+
+def _uint_list(v: Any, what: str) -> tuple[int, ...]:
+    return tuple(_uint(x, f"{what}[{i}]") for i, x in enumerate(_list(v, what)))
+
+
+def _checkpoint_items(v: Any, what: str) -> tuple[tuple[int, int, int], ...]:
+    items = []
+    for i, item in enumerate(_list(v, what)):
+        lease_id, remaining, refreshed = _fields(
+            item,
+            f"{what}[{i}]",
+            [
+                ("lease_id", _uint, _REQUIRED),
+                ("remaining_ms", _uint, _REQUIRED),
+                ("refreshed_index", _uint, _REQUIRED),
+            ],
+        )
+        items.append((lease_id, remaining, refreshed))
+    return tuple(items)
 
 
 def _decode_op(op_type: int, body: Any, what: str) -> Op:
@@ -348,6 +427,28 @@ def _decode_request(op_type: int, body: Any) -> Request:
         return RegisterSessionRequest() if op_type == OpType.REGISTER_SESSION else NoopRequest()
     if op_type == OpType.MEMBER_ATTRS:
         return MemberAttrsRequest(*_fields(body, "member_attrs", _MEMBER_ATTRS_SPEC))
+    if op_type == OpType.LEASE_GRANT:
+        return LeaseGrantRequest(
+            *_fields(body, "lease_grant", [("ttl_ms", _uint, _REQUIRED), ("lease_id", _uint, 0)])
+        )
+    if op_type == OpType.LEASE_REVOKE:
+        return LeaseRevokeRequest(*_fields(body, "lease_revoke", [("lease_id", _uint, _REQUIRED)]))
+    if op_type == OpType.LEASE_KEEP_ALIVE:
+        return LeaseKeepAliveRequest(
+            *_fields(body, "lease_keep_alive", [("lease_ids", _uint_list, _REQUIRED)])
+        )
+    if op_type == OpType.LEASE_CHECKPOINT:
+        return LeaseCheckpointRequest(
+            *_fields(body, "lease_checkpoint", [("items", _checkpoint_items, _REQUIRED)])
+        )
+    if op_type == OpType.LEASE_EXPIRE:
+        return LeaseExpireRequest(
+            *_fields(
+                body,
+                "lease_expire",
+                [("lease_id", _uint, _REQUIRED), ("refreshed_index", _uint, _REQUIRED)],
+            )
+        )
     raise InvalidArgument(f"unknown command op type {op_type}")
 
 
@@ -358,7 +459,7 @@ def decode_command(data: bytes) -> Command:
     obj = unpack(data)
     if type(obj) is list and obj and type(obj[0]) is int and obj[0] != COMMAND_VERSION:
         raise InvalidArgument(f"unsupported command version {obj[0]} (this replica reads {COMMAND_VERSION})")
-    _version, op_type, timestamp, session_id, seq, body = _fields(
+    _version, op_type, timestamp, session_id, seq, body, fence = _fields(
         obj,
         "command",
         [
@@ -368,13 +469,14 @@ def decode_command(data: bytes) -> Command:
             ("session_id", _uint, _REQUIRED),
             ("seq", _uint, _REQUIRED),
             ("body", _list, _REQUIRED),
+            ("fence", _id, None),
         ],
     )
     if session_id and not seq:
         raise InvalidArgument(f"command for session {session_id} has seq 0; seq starts at 1")
     if seq and not session_id:
         raise InvalidArgument(f"command has seq {seq} but no session")
-    return Command(_decode_request(op_type, body), timestamp, session_id, seq)
+    return Command(_decode_request(op_type, body), timestamp, session_id, seq, _decode_fence(fence))
 
 
 # ------------------------------------------------------------------------------ records and responses
@@ -463,6 +565,17 @@ def _encode_response_body(resp: Response) -> list[Any]:
         return [int(ResponseType.COMPACT), resp.revision]
     if isinstance(resp, SessionResponse):
         return [int(ResponseType.SESSION), resp.revision, resp.session_id]
+    if isinstance(resp, LeaseGrantResponse):
+        return [int(ResponseType.LEASE_GRANT), resp.revision, resp.lease_id, resp.ttl_ms]
+    if isinstance(resp, LeaseKeepAliveResponse):
+        return [
+            int(ResponseType.LEASE_KEEP_ALIVE),
+            resp.revision,
+            [list(r) for r in resp.renewed],
+            list(resp.missing),
+        ]
+    if isinstance(resp, LeaseRevokeResponse):
+        return [int(ResponseType.LEASE_REVOKE), resp.revision, resp.deleted, resp.revoked]
     return [int(ResponseType.NOOP), resp.revision]
 
 
@@ -523,6 +636,27 @@ def decode_response_obj(obj: Any) -> Response:
     if tag == ResponseType.NOOP:
         need(0)
         return NoopResponse(rev)
+    if tag == ResponseType.LEASE_GRANT:
+        need(2)
+        return LeaseGrantResponse(
+            rev, _uint(rest[0], "lease_grant.lease_id"), _uint(rest[1], "lease_grant.ttl_ms")
+        )
+    if tag == ResponseType.LEASE_KEEP_ALIVE:
+        need(2)
+        renewed = []
+        for i, item in enumerate(_list(rest[0], "lease_keep_alive.renewed")):
+            lid, ttl = _fields(
+                item,
+                f"lease_keep_alive.renewed[{i}]",
+                [("lease_id", _uint, _REQUIRED), ("ttl_ms", _uint, _REQUIRED)],
+            )
+            renewed.append((lid, ttl))
+        return LeaseKeepAliveResponse(rev, tuple(renewed), _uint_list(rest[1], "lease_keep_alive.missing"))
+    if tag == ResponseType.LEASE_REVOKE:
+        need(2)
+        return LeaseRevokeResponse(
+            rev, _uint(rest[0], "lease_revoke.deleted"), _bool(rest[1], "lease_revoke.revoked")
+        )
     raise InvalidArgument(f"unknown response type {tag}")
 
 

@@ -16,6 +16,9 @@ message contains every number the error carries.
 - :class:`FutureRevision`: the requested revision is newer than the store's revision.
 - :class:`StaleRequest`: a session command whose ``seq`` is older than the session's latest one.
 - :class:`SessionExpired`: the session is unknown: never registered, closed, or expired when idle.
+- :class:`LeaseNotFound`: a put (or txn put) names, or a revoke targets, a lease that does not exist.
+- :class:`FenceRejected`: the command's fencing token is not the current holder's (see
+  :class:`~.types.Fence`); the command changed nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from typing import Any, ClassVar
 
 __all__ = [
     "Compacted",
+    "FenceRejected",
     "FutureRevision",
     "InvalidArgument",
     "KVError",
+    "LeaseNotFound",
     "LimitExceeded",
     "SessionExpired",
     "StaleRequest",
@@ -148,6 +153,36 @@ class SessionExpired(KVError):
         return [self.session_id]
 
 
+class LeaseNotFound(KVError):
+    """The lease ``lease_id`` does not exist (never granted, revoked or expired). Wire code 7."""
+
+    code = 7
+
+    def __init__(self, lease_id: int) -> None:
+        self.lease_id = lease_id
+        super().__init__(f"requested lease not found: {lease_id}")
+
+    def wire_args(self) -> list[Any]:
+        return [self.lease_id]
+
+
+class FenceRejected(KVError):
+    """The command's fencing ``token`` is not ``holder_token``, the ``create_revision`` of the oldest
+    live key under the fence prefix (0: no key there, "no holder"). Wire code 8. The command changed
+    nothing; a client that sees this has lost the lock (or never held it) and must not retry."""
+
+    code = 8
+
+    def __init__(self, token: int, holder_token: int) -> None:
+        self.token = token
+        self.holder_token = holder_token
+        holder = f"the current holder's token is {holder_token}" if holder_token else "there is no holder"
+        super().__init__(f"fencing token {token} rejected: {holder}")
+
+    def wire_args(self) -> list[Any]:
+        return [self.token, self.holder_token]
+
+
 _BY_CODE: dict[int, type[KVError]] = {
     cls.code: cls
     for cls in (
@@ -158,6 +193,8 @@ _BY_CODE: dict[int, type[KVError]] = {
         FutureRevision,
         StaleRequest,
         SessionExpired,
+        LeaseNotFound,
+        FenceRejected,
     )
 }
 
@@ -169,6 +206,8 @@ _ARG_TYPES: dict[type[KVError], tuple[type, ...]] = {
     FutureRevision: (int, int),
     StaleRequest: (int, int, int),
     SessionExpired: (int,),
+    LeaseNotFound: (int,),
+    FenceRejected: (int, int),
 }
 
 

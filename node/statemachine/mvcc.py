@@ -36,14 +36,14 @@ Validation
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 from sortedcontainers import SortedDict  # type: ignore[import-untyped]
 
 from .codec import decode_event, decode_kv, encode_event, encode_kv
-from .errors import Compacted, FutureRevision, InvalidArgument, LimitExceeded
+from .errors import Compacted, FutureRevision, InvalidArgument, LeaseNotFound, LimitExceeded
 from .types import (
     ALL_KEYS_END,
     CompactResponse,
@@ -114,6 +114,10 @@ class KVStore:
         self._event_revs: list[int] = []
         self._revision = 1
         self._compact_revision = 0
+        self.lease_exists: Callable[[int], bool] | None = None
+        """If set, a put (also in a txn's executed branch) with ``lease != 0`` for which it returns
+        False fails with :class:`LeaseNotFound` before anything changes (the state machine sets it
+        to its lease table). None: leases are not checked."""
 
     # ------------------------------------------------------------------------------------ properties
 
@@ -179,7 +183,21 @@ class KVStore:
             return [ev for ev in events[i:] if ev.kv.key == key]
         return [ev for ev in events[i:] if in_range(ev.kv.key, key, range_end)]
 
+    def events_at(self, revision: int) -> list[Event]:
+        """The events of ``revision`` (all keys), in ``sub`` order; ``[]`` if none are retained."""
+        i = bisect.bisect_left(self._event_revs, revision)
+        j = bisect.bisect_right(self._event_revs, revision, lo=i)
+        return self._events[i:j]
+
     # ---------------------------------------------------------------------------------------- writes
+
+    def delete_keys(self, keys: Sequence[bytes]) -> int:
+        """Delete the live ones of ``keys`` (distinct) at one new revision, as one txn would but
+        without the txn op limit (a lease revoke deletes every key of the lease at once). Returns
+        how many were deleted; no new revision if none."""
+        ops = [DeleteRangeRequest(k) for k in keys]
+        resp = self._write(ops, validated=True)
+        return sum(r.deleted for r in resp.responses if isinstance(r, DeleteRangeResponse))
 
     def put(
         self,
@@ -358,6 +376,9 @@ class KVStore:
         """Checks against the state before the txn. Exact, because the duplicate-key rule means no
         earlier op of the branch can change the existence of a key that a later put reads."""
         for op in ops:
+            lease_check = self.lease_exists
+            if isinstance(op, PutRequest) and op.lease and lease_check and not lease_check(op.lease):
+                raise LeaseNotFound(op.lease)
             if isinstance(op, PutRequest) and (op.ignore_value or op.ignore_lease):
                 hist = self._index.get(op.key)
                 if hist is None or hist.latest() is None:

@@ -33,8 +33,17 @@ __all__ = [
     "ErrorResponse",
     "Event",
     "EventType",
+    "Fence",
     "KeepAliveRequest",
     "KeyValue",
+    "LeaseCheckpointRequest",
+    "LeaseExpireRequest",
+    "LeaseGrantRequest",
+    "LeaseGrantResponse",
+    "LeaseKeepAliveRequest",
+    "LeaseKeepAliveResponse",
+    "LeaseRevokeRequest",
+    "LeaseRevokeResponse",
     "Limits",
     "NoopRequest",
     "NoopResponse",
@@ -307,6 +316,74 @@ class MemberAttrsRequest:
     client_addr: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseGrantRequest:
+    """Grant a lease of ``ttl_ms`` (>= 1) milliseconds. ``lease_id`` 0: the id is the Raft index of
+    this entry (or, if an explicit grant already took that id, the smallest free id above it);
+    nonzero: that id, which must not be in use (``InvalidArgument`` otherwise). Answered with a
+    :class:`LeaseGrantResponse`. A minimum TTL (longer than an election) is the server's policy."""
+
+    ttl_ms: int
+    lease_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevokeRequest:
+    """Revoke ``lease_id``: delete every attached key at one new revision, then drop the lease.
+    ``LeaseNotFound`` if there is no such lease. Answered with a :class:`LeaseRevokeResponse`."""
+
+    lease_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseKeepAliveRequest:
+    """Renew each lease in ``lease_ids`` to its full TTL, counted from when this entry is applied.
+    Unknown ids are reported in :attr:`LeaseKeepAliveResponse.missing`; the others are renewed."""
+
+    lease_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCheckpointRequest:
+    """Proposed by the leader every checkpoint interval: ``items`` are ``(lease_id, remaining_ms,
+    refreshed_index)``, the remaining TTL of each lease by the leader's own countdown when it was
+    computed for the lease renewed at ``refreshed_index``. An item is ignored if the lease is gone
+    or was renewed since (its ``refreshed_index`` differs): that remaining would be stale and could
+    cut a fresh renewal short. ``remaining_ms`` is clamped to ``[0, ttl_ms]``. Answered with a
+    ``NoopResponse``."""
+
+    items: tuple[tuple[int, int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseExpireRequest:
+    """Proposed by the leader when its countdown for ``lease_id`` (renewed at log index
+    ``refreshed_index``) reached zero. Applying it revokes the lease like a
+    :class:`LeaseRevokeRequest`, unless the lease is gone or was renewed after ``refreshed_index``:
+    then it is a no-op (``LeaseRevokeResponse.revoked`` False). So a keep-alive racing with an
+    expiry wins or loses by log order, identically on every replica."""
+
+    lease_id: int
+    refreshed_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A fencing condition carried by a :class:`Command`: the command runs only if, among the live
+    keys under ``prefix`` (the range ``[prefix, prefix_end(prefix))``), the one with the smallest
+    ``create_revision`` exists and has ``create_revision == token``; otherwise it is refused with
+    ``FenceRejected`` and changes nothing.
+
+    This is the lock of etcd's ``concurrency.Mutex``: waiters create a key under the lock prefix
+    and the oldest key holds the lock, so its ``create_revision`` is a fencing token (Kleppmann,
+    "How to do distributed locking") that grows with each new holder. Checking it inside the state
+    machine, atomically with the command, makes a stale holder's writes fail even when they reach
+    the log after its key was deleted (lease expiry, revoke)."""
+
+    prefix: bytes
+    token: int
+
+
 Request = (
     PutRequest
     | RangeRequest
@@ -318,6 +395,11 @@ Request = (
     | CloseSessionRequest
     | NoopRequest
     | MemberAttrsRequest
+    | LeaseGrantRequest
+    | LeaseRevokeRequest
+    | LeaseKeepAliveRequest
+    | LeaseCheckpointRequest
+    | LeaseExpireRequest
 )
 
 
@@ -329,12 +411,16 @@ class Command:
       state machine's clock is the max of every timestamp applied, so it never goes backwards even
       if a new leader's clock is behind. 0 = no time information.
     - ``session_id``/``seq``: exactly-once identity (0/0 = none). With a session, ``seq >= 1``.
+    - ``fence``: run the request only if the fence holds (see :class:`Fence`); ``None`` = no fence.
+      Checked after the session lookup (a retry returns the cached answer, a refusal included) and
+      before the request.
     """
 
     request: Request
     timestamp: int = 0
     session_id: int = 0
     seq: int = 0
+    fence: Fence | None = None
 
 
 # -------------------------------------------------------------------------------------------- responses
@@ -402,6 +488,35 @@ class ErrorResponse:
     error: KVError
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseGrantResponse:
+    """The granted lease ``lease_id`` and its TTL."""
+
+    revision: int
+    lease_id: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseKeepAliveResponse:
+    """``renewed``: ``(lease_id, ttl_ms)`` of each renewed lease, in request order; ``missing``:
+    the requested ids that do not exist."""
+
+    revision: int
+    renewed: tuple[tuple[int, int], ...] = ()
+    missing: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevokeResponse:
+    """For revoke and expire: ``deleted`` attached keys were deleted (at ``revision``, if any).
+    ``revoked`` is False only for an expire that was a no-op (the lease was renewed or is gone)."""
+
+    revision: int
+    deleted: int = 0
+    revoked: bool = True
+
+
 Response = (
     PutResponse
     | RangeResponse
@@ -411,4 +526,7 @@ Response = (
     | SessionResponse
     | NoopResponse
     | ErrorResponse
+    | LeaseGrantResponse
+    | LeaseKeepAliveResponse
+    | LeaseRevokeResponse
 )

@@ -16,6 +16,8 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_FUTURE_REVISION: _ClassVar[ErrorCode]
     ERROR_CODE_STALE_REQUEST: _ClassVar[ErrorCode]
     ERROR_CODE_SESSION_EXPIRED: _ClassVar[ErrorCode]
+    ERROR_CODE_LEASE_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_FENCE_REJECTED: _ClassVar[ErrorCode]
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_INVALID_ARGUMENT: ErrorCode
 ERROR_CODE_LIMIT_EXCEEDED: ErrorCode
@@ -23,6 +25,8 @@ ERROR_CODE_COMPACTED: ErrorCode
 ERROR_CODE_FUTURE_REVISION: ErrorCode
 ERROR_CODE_STALE_REQUEST: ErrorCode
 ERROR_CODE_SESSION_EXPIRED: ErrorCode
+ERROR_CODE_LEASE_NOT_FOUND: ErrorCode
+ERROR_CODE_FENCE_REJECTED: ErrorCode
 
 class RequestHeader(_message.Message):
     __slots__ = ("session_id", "seq", "fence")
@@ -55,7 +59,7 @@ class ResponseHeader(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., member_id: _Optional[int] = ..., revision: _Optional[int] = ..., raft_term: _Optional[int] = ...) -> None: ...
 
 class ErrorDetail(_message.Message):
-    __slots__ = ("code", "message", "limit", "actual", "maximum", "what", "requested_revision", "compact_revision", "current_revision", "session_id", "seq", "latest_seq")
+    __slots__ = ("code", "message", "limit", "actual", "maximum", "what", "requested_revision", "compact_revision", "current_revision", "session_id", "seq", "latest_seq", "lease_id", "fence_token", "holder_token")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +72,9 @@ class ErrorDetail(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     LATEST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    FENCE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     code: ErrorCode
     message: str
     limit: str
@@ -80,7 +87,10 @@ class ErrorDetail(_message.Message):
     session_id: int
     seq: int
     latest_seq: int
-    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., limit: _Optional[str] = ..., actual: _Optional[int] = ..., maximum: _Optional[int] = ..., what: _Optional[str] = ..., requested_revision: _Optional[int] = ..., compact_revision: _Optional[int] = ..., current_revision: _Optional[int] = ..., session_id: _Optional[int] = ..., seq: _Optional[int] = ..., latest_seq: _Optional[int] = ...) -> None: ...
+    lease_id: int
+    fence_token: int
+    holder_token: int
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., limit: _Optional[str] = ..., actual: _Optional[int] = ..., maximum: _Optional[int] = ..., what: _Optional[str] = ..., requested_revision: _Optional[int] = ..., compact_revision: _Optional[int] = ..., current_revision: _Optional[int] = ..., session_id: _Optional[int] = ..., seq: _Optional[int] = ..., latest_seq: _Optional[int] = ..., lease_id: _Optional[int] = ..., fence_token: _Optional[int] = ..., holder_token: _Optional[int] = ...) -> None: ...
 
 class KeyValue(_message.Message):
     __slots__ = ("key", "create_revision", "mod_revision", "version", "value", "lease")
