@@ -20,7 +20,7 @@ import json
 import random
 import time
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 
 from coterie.v1 import kv_pb2, kv_pb2_grpc
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2_grpc
 
@@ -141,7 +141,10 @@ class ProcCluster:
         """``Cluster.Status`` of one member, or None if it does not answer within ``timeout``."""
         try:
             with grpc.insecure_channel(self.client[name]) as ch:
-                return cluster_pb2_grpc.ClusterStub(ch).Status(cluster_pb2.StatusRequest(), timeout=timeout)
+                st: cluster_pb2.StatusResponse = cluster_pb2_grpc.ClusterStub(ch).Status(
+                    cluster_pb2.StatusRequest(), timeout=timeout
+                )
+                return st
         except grpc.RpcError:
             return None
 

@@ -264,15 +264,15 @@ def test_status_table_and_json(up: ClusterUp) -> None:
     leaders = [r for r in rows if r["role"] == "leader"]
     if leaders:  # an election may be under way at this very moment; then followers name no leader yet
         assert len(leaders) == 1 and leaders[0]["progress"] is not None
-    r = CliRunner(env={"COTERIE_ENDPOINTS": up.endpoints}).invoke(main, ["status"])
-    if r.exit_code == 0:
-        lines = r.stdout.splitlines()
+    res = CliRunner(env={"COTERIE_ENDPOINTS": up.endpoints}).invoke(main, ["status"])
+    if res.exit_code == 0:
+        lines = res.stdout.splitlines()
         assert lines[0].split() == ["NAME", "ID", "CLIENT", "ADDR", "PEER", "ADDR", "ROLE", "TERM", "LEADER",
                                     "COMMIT", "APPLIED", "LOG", "LAST", "CONTACT"]
         assert [ln.split()[0] for ln in lines[1:]] == ["n1", "n2", "n3"]
         assert sum(" leader " in ln for ln in lines[1:]) <= 1
     else:
-        assert r.stderr.startswith("error: no leader elected")
+        assert res.stderr.startswith("error: no leader elected")
 
 
 def test_status_with_one_endpoint_dead(up: ClusterUp) -> None:

@@ -77,12 +77,12 @@ def test_txn_success_and_failure(client: Client) -> None:
         success=[Op.put("t/a", b"2"), Op.get("t/a")],
         failure=[Op.get("t/a")],
     )
-    assert ok is True
+    assert ok is True and isinstance(results, list)
     assert isinstance(results[0], PutResult)
     assert isinstance(results[1], RangeResult) and results[1].kvs[0].value == b"2"
     ok, results = client.txn(compare=[Compare.value("t/a") == b"1"], success=[Op.delete("t/a")],
                              failure=[Op.get("t/a")])
-    assert ok is False
+    assert ok is False and isinstance(results, list)
     assert isinstance(results[0], RangeResult) and results[0].kvs[0].value == b"2"
     r = client.txn(compare=[Compare.version("t/", prefix=True) > 0], success=[Op.get("t/", prefix=True)])
     assert r.succeeded and isinstance(r.results[0], RangeResult) and r.results[0].count == 1

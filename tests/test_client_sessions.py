@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 import pytest
 
 from coterie.client import AsyncClient, Client, CoterieError
@@ -143,8 +143,8 @@ def test_threads_share_one_client(procs: ProcCluster) -> None:
         kvs = cl.get_prefix("thr/")
         assert len(kvs) == threads_n * per_thread
         for kv in kvs:
-            _, t, i = kv.key.decode().split("/")
-            assert (kv.value, kv.version) == (f"{int(t)}-{int(i)}".encode(), 1), kv
+            _, tn, i = kv.key.decode().split("/")
+            assert (kv.value, kv.version) == (f"{int(tn)}-{int(i)}".encode(), 1), kv
         pool = cl._pool
         assert 1 < pool.peak_in_use <= 8 and pool.opened <= 8 and pool.in_use == 0
 
@@ -206,10 +206,10 @@ def test_tasks_share_one_async_client(procs: ProcCluster) -> None:
             done = await asyncio.gather(*tasks, return_exceptions=True)
             assert isinstance(done[0], asyncio.CancelledError) and isinstance(done[5], asyncio.CancelledError)
             assert all(not isinstance(r, BaseException) for r in done[1:5]), done
-            kvs = {kv.key: kv for kv in await ac.get_prefix("aio-ovl/")}
-            assert all(kv.version == 1 for kv in kvs.values())
-            assert {b"aio-ovl/warm", *(f"aio-ovl/{i}".encode() for i in range(1, 5))} <= set(kvs)
-            assert b"aio-ovl/5" not in kvs  # cancelled before it had a session
+            by_key = {kv.key: kv for kv in await ac.get_prefix("aio-ovl/")}
+            assert all(kv.version == 1 for kv in by_key.values())
+            assert {b"aio-ovl/warm", *(f"aio-ovl/{i}".encode() for i in range(1, 5))} <= set(by_key)
+            assert b"aio-ovl/5" not in by_key  # cancelled before it had a session
             assert ac._pool.peak_in_use == 4 and ac._pool.live == 4 and ac._pool.in_use == 0
 
     asyncio.run(asyncio.wait_for(run(), 180))

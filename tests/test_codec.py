@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -155,10 +155,12 @@ def test_snapshot_with_empty_conf_state_is_present() -> None:
 @pytest.mark.parametrize(
     ("pb", "field"),
     [
-        (raft_pb2.RaftMessage(type=99), "RaftMessage.type"),
-        (raft_pb2.RaftMessage(type=-1), "RaftMessage.type"),
+        (raft_pb2.RaftMessage(type=cast(raft_pb2.MessageType, 99)), "RaftMessage.type"),
+        (raft_pb2.RaftMessage(type=cast(raft_pb2.MessageType, -1)), "RaftMessage.type"),
         (
-            raft_pb2.RaftMessage(entries=[raft_pb2.Entry(index=1), raft_pb2.Entry(index=2, type=5)]),
+            raft_pb2.RaftMessage(
+                entries=[raft_pb2.Entry(index=1), raft_pb2.Entry(index=2, type=cast(raft_pb2.EntryType, 5))]
+            ),
             "RaftMessage.entries[1].type",
         ),
         (raft_pb2.RaftMessage(type=raft_pb2.MSG_SNAP), "RaftMessage.snapshot"),
@@ -180,9 +182,9 @@ def test_malformed_message_is_invalid_argument(pb: raft_pb2.RaftMessage, field: 
 
 def test_malformed_raft_records() -> None:
     with pytest.raises(InvalidArgument, match=r"^Entry\.type:"):
-        codec.entry_from_pb(raft_pb2.Entry(type=2))
+        codec.entry_from_pb(raft_pb2.Entry(type=cast(raft_pb2.EntryType, 2)))
     with pytest.raises(InvalidArgument, match=r"^ConfChange\.type:"):
-        codec.conf_change_from_pb(raft_pb2.ConfChange(type=3))
+        codec.conf_change_from_pb(raft_pb2.ConfChange(type=cast(raft_pb2.ConfChangeType, 3)))
     with pytest.raises(InvalidArgument, match="ConfState"):
         codec.conf_state_from_pb(raft_pb2.ConfState(voters=[3], learners=[3]))
     batch = codec.batch_to_pb("c", 1, [Message(MessageType.HEARTBEAT, 2, 1), Message(MessageType.APP, 2, 3)])
@@ -204,7 +206,7 @@ ops = puts | ranges | deletes
 @st.composite
 def compares(draw: st.DrawFn) -> Compare:
     target = draw(st.sampled_from(CompareTarget))
-    value = draw(SMALL_BYTES if target is CompareTarget.VALUE else I64)
+    value: bytes | int = draw(SMALL_BYTES) if target is CompareTarget.VALUE else draw(I64)
     return Compare(draw(keys), target, draw(st.sampled_from(CompareResult)), value, draw(range_ends))
 
 
@@ -292,11 +294,15 @@ def test_noop_request_has_no_grpc_form() -> None:
             r"TxnRequest.compare\[0\].target_union",
         ),
         (
-            kv_pb2.TxnRequest(compare=[kv_pb2.Compare(key=b"a", target=9, version=1)]),
+            kv_pb2.TxnRequest(
+                compare=[kv_pb2.Compare(key=b"a", target=cast(kv_pb2.Compare.CompareTarget, 9), version=1)]
+            ),
             r"TxnRequest.compare\[0\].target",
         ),
         (
-            kv_pb2.TxnRequest(compare=[kv_pb2.Compare(key=b"a", result=9, version=1)]),
+            kv_pb2.TxnRequest(
+                compare=[kv_pb2.Compare(key=b"a", result=cast(kv_pb2.Compare.CompareResult, 9), version=1)]
+            ),
             r"TxnRequest.compare\[0\].result",
         ),
     ],
@@ -326,7 +332,7 @@ def test_empty_header_means_no_session() -> None:
 
 def test_request_from_pb_rejects_other_messages() -> None:
     with pytest.raises(TypeError):
-        codec.request_from_pb(kv_pb2.WatchRequest())  # type: ignore[arg-type]
+        codec.request_from_pb(cast(Any, kv_pb2.WatchRequest()))  # deliberately the wrong type
 
 
 # ===================================================================================== KV responses
@@ -485,9 +491,11 @@ def test_malformed_watch_request(pb: kv_pb2.WatchRequest, field: str) -> None:
 
 def test_malformed_events() -> None:
     with pytest.raises(InvalidArgument, match=r"^Event\.type:"):
-        codec.event_from_pb(kv_pb2.Event(type=4, kv=kv_pb2.KeyValue(key=b"a")))
+        codec.event_from_pb(kv_pb2.Event(type=cast(kv_pb2.Event.EventType, 4), kv=kv_pb2.KeyValue(key=b"a")))
     with pytest.raises(InvalidArgument, match=r"^Event\.kv:"):
         codec.event_from_pb(kv_pb2.Event())
-    pb = kv_pb2.WatchResponse(events=[kv_pb2.Event(kv=kv_pb2.KeyValue(key=b"a")), kv_pb2.Event(type=1)])
+    pb = kv_pb2.WatchResponse(
+        events=[kv_pb2.Event(kv=kv_pb2.KeyValue(key=b"a")), kv_pb2.Event(type=kv_pb2.Event.DELETE)]
+    )
     with pytest.raises(InvalidArgument, match=r"WatchResponse.events\[1\].kv"):
         codec.events_from_pb(pb)

@@ -117,7 +117,7 @@ def test_replicates_reads_and_survives_restart(tmp_path: Path) -> None:
         # Many concurrent proposals: they share fsyncs (group commit) and all get responses.
         resps = await asyncio.gather(*(ld.propose(put(f"k{n}", f"v{n}")) for n in range(200)))
         assert all(isinstance(r, PutResponse) for r in resps)
-        assert sorted(r.revision for r in resps) == list(range(2, 202))  # type: ignore[union-attr]
+        assert sorted(r.revision for r in resps) == list(range(2, 202))
         # A linearizable read on a follower sees every acknowledged write.
         follower = next(d for d in c.net.drivers.values() if d is not ld)
         await follower.read_barrier()

@@ -7,16 +7,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 import pytest
 
 from coterie.v1 import cluster_pb2, faults_pb2, faults_pb2_grpc
-from coterie.verify.backends.base import NodeOptions
+from coterie.verify.backends.base import Backend, NodeOptions
 from coterie.verify.backends.local import LocalBackend
 from coterie.verify.nemesis.partition import isolate
 
 
-def _stub(b: LocalBackend, name: str) -> faults_pb2_grpc.FaultInjectionStub:
+def _stub(b: Backend, name: str) -> faults_pb2_grpc.FaultInjectionStub:
     return faults_pb2_grpc.FaultInjectionStub(b._channel(name))
 
 

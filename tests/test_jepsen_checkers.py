@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 
 from coterie.verify.checkers.linearizability import Op, check
 from coterie.verify.checkers.sets import check_set
@@ -80,7 +81,7 @@ ATTEMPTED = {("PUT", "w/a", "1"), ("PUT", "w/b", "2"), ("DELETE", "w/a", None), 
 FINAL = {"w/b": (11, "2"), "w/~end": (13, "end")}
 
 
-def _watch(streams: dict[int, list[Ev]], final: dict[str, tuple[int, object]] = FINAL,
+def _watch(streams: dict[int, list[Ev]], final: Mapping[str, tuple[int, object]] = FINAL,
            writes: list[Ev] | None = None) -> dict[str, object]:
     return check_watch(streams, REF, REF[:2] if writes is None else writes, ATTEMPTED, final, 13)
 

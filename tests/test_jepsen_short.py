@@ -20,17 +20,17 @@ from coterie.verify.runner import RunConfig, run
 from coterie.verify.workloads.register import to_lin_ops
 
 
-def _run(tmp_path: Path, workload: str, nemesis: list[str], **kw: object) -> dict[str, object]:
+def _run(tmp_path: Path, workload: str, nemesis: list[str], **kw: Any) -> dict[str, Any]:
     cfg = RunConfig(workload=workload, nemesis=nemesis, time_limit=float(kw.pop("time_limit", 12.0)),
                     recovery=3.0, interval=(1.0, 2.0), duration=(3.0, 5.0), store=tmp_path / "store",
-                    seed=int(kw.pop("seed", 1)), **kw)  # type: ignore[arg-type]
+                    seed=int(kw.pop("seed", 1)), **kw)
     res = run(cfg, log=lambda m: None)
     for name in ("history.jsonl", "results.json", "latency.png", "rate.png", "timeline.html"):
         assert (res.path / name).is_file(), name
     r = res.results
     assert not r["errors"], r["errors"]
-    assert r["nemesis"]["faults"] >= 1, r["nemesis"]  # type: ignore[index]
-    assert r["ops"]["ok"] >= 50, r["ops"]  # type: ignore[index]
+    assert r["nemesis"]["faults"] >= 1, r["nemesis"]
+    assert r["ops"]["ok"] >= 50, r["ops"]
     return {"valid": res.valid, **r}
 
 
@@ -46,7 +46,7 @@ def test_broken_reads_are_caught_under_a_partition(tmp_path: Path) -> None:
     r = _run(tmp_path, "register", ["partition-leader"], unsafe_local_reads=True, time_limit=15.0,
              workload_options={"keys": 1})
     assert r["valid"] is False, r["workload"]
-    assert "NOT linearizable" in str(r["workload"]["explanation"])  # type: ignore[index]
+    assert "NOT linearizable" in str(r["workload"]["explanation"])
 
 
 def _netns_usable() -> bool:
@@ -65,7 +65,7 @@ def test_register_under_membership_churn(tmp_path: Path) -> None:
     voter under a new id."""
     r = _run(tmp_path, "register", ["member"], time_limit=8.0, seed=3)
     assert r["valid"] is True, r["workload"]
-    assert r["membership"]["all_voters"] is True, r["membership"]  # type: ignore[index]
+    assert r["membership"]["all_voters"] is True, r["membership"]
     steps = [e["value"] for e in _nemesis_events(tmp_path) if e["f"] == "member"]
     kinds = [s["step"] for s in steps]
     assert kinds[:3] == ["removed", "learner", "promoted"], steps
@@ -80,7 +80,7 @@ def test_many_unknown_outcomes_are_checked(tmp_path: Path) -> None:
     recorded, invalid once one read is made stale."""
     r = _run(tmp_path, "register", ["partition-leader", "pause"], client_timeout=0.1, time_limit=14.0, seed=5)
     assert r["valid"] is True, r["workload"]
-    assert r["ops"]["info"] >= 10, r["ops"]  # type: ignore[index]
+    assert r["ops"]["info"] >= 10, r["ops"]
     events = [json.loads(line) for line in _history_file(tmp_path).read_text().splitlines()]
     ops = to_lin_ops(events)
     assert sum(o.status == "info" for o in ops) >= 10

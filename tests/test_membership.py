@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 import msgpack
 import pytest
 
@@ -128,7 +128,9 @@ class Procs:
             return getattr(stub, method)(request, timeout=timeout)
 
     def status(self, name: str) -> cluster_pb2.StatusResponse:
-        return self.call(name, "cluster", "Status", cluster_pb2.StatusRequest(), timeout=2)
+        req = cluster_pb2.StatusRequest()
+        st: cluster_pb2.StatusResponse = self.call(name, "cluster", "Status", req, timeout=2)
+        return st
 
     def members(self, name: str, linearizable: bool = False) -> list[cluster_pb2.Member]:
         r = self.call(name, "cluster", "MemberList", cluster_pb2.MemberListRequest(linearizable=linearizable))
@@ -434,8 +436,15 @@ def test_membership_changes_in_process(tmp_path: Path) -> None:
             new = await m.add(peer_addr="p:4", name="n4", client_addr="c:4", learner=True)
             assert new == 4 and 4 in ld.status().conf_state.learners
             for i, d in drivers.items():  # every member applies the change and the addresses
-                await _until(lambda d=d: d.sm.members.get(4) == MemberAttrs("n4", "p:4", "c:4"))
-                await _until(lambda i=i: infos[i].member(lid).client_addr == f"c:{lid}")
+
+                def applied(d: Driver = d) -> bool:
+                    return d.sm.members.get(4) == MemberAttrs("n4", "p:4", "c:4")
+
+                def knows_leader(i: int = i) -> bool:
+                    return infos[i].member(lid).client_addr == f"c:{lid}"
+
+                await _until(applied)
+                await _until(knows_leader)
             with pytest.raises(LearnerNotReady, match="not been heard from"):
                 await m.promote(4)
             # Once it runs it is heard from; a learner further behind than allowed is refused.

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 import pytest
 
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
@@ -64,7 +64,10 @@ class ProcCluster:
     def status(self, name: str) -> cluster_pb2.StatusResponse | None:
         try:
             with grpc.insecure_channel(self.client[name]) as ch:
-                return cluster_pb2_grpc.ClusterStub(ch).Status(cluster_pb2.StatusRequest(), timeout=1)
+                st: cluster_pb2.StatusResponse = cluster_pb2_grpc.ClusterStub(ch).Status(
+                    cluster_pb2.StatusRequest(), timeout=1
+                )
+                return st
         except grpc.RpcError:
             return None
 
@@ -92,7 +95,9 @@ def cluster(tmp_path: Path) -> Iterator[ProcCluster]:
 
 def put(addr: str, key: bytes, value: bytes) -> kv_pb2.PutResponse:
     with grpc.insecure_channel(addr) as ch:
-        return kv_pb2_grpc.KVStub(ch).Put(kv_pb2.PutRequest(key=key, value=value), timeout=2)
+        req = kv_pb2.PutRequest(key=key, value=value)
+        resp: kv_pb2.PutResponse = kv_pb2_grpc.KVStub(ch).Put(req, timeout=2)
+        return resp
 
 
 def get_all(addr: str, prefix: bytes, serializable: bool = False) -> dict[bytes, bytes]:
@@ -158,7 +163,11 @@ def test_kill_leader_then_everyone_loses_no_acknowledged_write(cluster: ProcClus
         c.start(n)
     c.leader()  # a leader first, then
     for n in NAMES:  # linearizable reads on every member, followers included
-        got = get_all_retrying(lambda n=n: c.client[n], b"a/")
+
+        def addr(n: str = n) -> str:
+            return c.client[n]
+
+        got = get_all_retrying(addr, b"a/")
         missing = [k for k in acked if got.get(k) != acked[k]]
         assert not missing, f"{n} lost acknowledged writes after killing every node: {missing[:5]}"
 

@@ -62,7 +62,7 @@ class _FakeRpcError(Exception):
 
 
 def test_load_shedding_answers_are_retriable() -> None:
-    import grpc
+    import grpc  # type: ignore[import-untyped]
 
     from coterie.client._core import map_rpc_error
     from coterie.client.errors import InvalidArgument, OutcomeUnknown, ResourceExhausted, Unavailable

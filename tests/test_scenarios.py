@@ -17,10 +17,7 @@ import pathlib
 
 import pytest
 
-try:
-    from tests.scenario.interp import run_file
-except ModuleNotFoundError:  # plain `pytest` puts tests/ (not the repo root) on sys.path
-    from scenario.interp import run_file  # type: ignore[no-redef]
+from tests.scenario.interp import run_file  # the repo root is on sys.path (pytest pythonpath)
 
 TESTDATA = pathlib.Path(__file__).resolve().parent / "scenario" / "testdata"
 FILES = sorted(TESTDATA.glob("*.txt"))

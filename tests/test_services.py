@@ -96,7 +96,8 @@ def detail_of(err: Any) -> kv_pb2.ErrorDetail:
     md = err.trailing_metadata()
     raw = md.get(ERROR_DETAIL_KEY) if md is not None else None
     assert raw is not None, f"no {ERROR_DETAIL_KEY} in {md!r}"
-    return kv_pb2.ErrorDetail.FromString(raw)
+    detail: kv_pb2.ErrorDetail = kv_pb2.ErrorDetail.FromString(raw)
+    return detail
 
 
 def _put(key: bytes, value: bytes, **kw: Any) -> kv_pb2.PutRequest:

@@ -54,7 +54,7 @@ def test_injected_bug_is_caught(bug: str) -> None:
     # schedule diverges since then.
     for seed in range(1200):
         try:
-            run_seed(seed, bugs=frozenset({bug}), **kw)  # type: ignore[arg-type]
+            run_seed(seed, bugs=frozenset({bug}), **kw)
         except SafetyViolation as exc:
             print(f"{bug}: caught at seed {seed}: {str(exc).splitlines()[0]}")
             return

@@ -658,8 +658,9 @@ def test_apply_never_raises_on_mutated_commands() -> None:
 # ------------------------------------------------------------------------------------- state machine
 
 
-def put_cmd(key: bytes, value: bytes = b"v", **env: int) -> bytes:
-    return encode_command(PutRequest(key, value), **env)
+def put_cmd(key: bytes, value: bytes = b"v", *, timestamp: int = 0, session_id: int = 0,
+            seq: int = 0) -> bytes:
+    return encode_command(PutRequest(key, value), timestamp=timestamp, session_id=session_id, seq=seq)
 
 
 def test_apply_dispatch_and_index_contract() -> None:

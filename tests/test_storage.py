@@ -27,6 +27,7 @@ from coterie.node.storage import (
     SnapshotCorruptionError,
     StorageError,
     WalCorruptionError,
+    fsutil,
     snapfile,
     wal,
 )
@@ -127,7 +128,7 @@ def test_one_write_and_one_fdatasync_per_save(
     store: DiskStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    real_sync, real_write = disk_mod.sync_file, disk_mod.write_all
+    real_sync, real_write = fsutil.sync_file, fsutil.write_all
 
     def sync(fd: int) -> None:
         calls.append("sync")

@@ -5,9 +5,9 @@ and delivery under concurrent writes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc  # type: ignore[import-untyped]
 
@@ -173,7 +173,8 @@ def test_lagging_watch_is_canceled_when_its_history_is_compacted(tmp_path: Path)
                 yield _create(b"s")
                 await stop.wait()
 
-            responses = WatchStream(driver).run(requests())
+            # run() is an async generator (annotated as an AsyncIterator): closed below with aclose().
+            responses = cast(AsyncGenerator[kv_pb2.WatchResponse, None], WatchStream(driver).run(requests()))
             created = await asyncio.wait_for(anext(responses), T)
             assert created.created
             # The consumer does not read: the stream is parked and its watch falls behind.

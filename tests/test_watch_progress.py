@@ -12,7 +12,7 @@ import asyncio
 import threading
 from pathlib import Path
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 import pytest
 
 from coterie.client import Client, WatchEvent

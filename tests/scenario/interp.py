@@ -76,6 +76,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from coterie.node.raft import (
     NONE,
@@ -377,7 +378,8 @@ class Interpreter:
             voters = parse_ids(voters_s) if voters_s is not None else new
             learners = parse_ids(learners_s) if learners_s is not None else ()
             cs = ConfState(tuple(sorted(voters)), tuple(sorted(learners)))
-        cfg_kw: dict[str, int | bool] = {}
+        # Values of mixed types keyed by RaftConfig field name (checked by replace() at run time).
+        cfg_kw: dict[str, Any] = {}
         for opt, name, conv in (
             ("election-tick", "election_tick", int),
             ("heartbeat-tick", "heartbeat_tick", int),

@@ -580,8 +580,9 @@ class Simulation:
         if "stable_any_term" in self.opts.bugs:
             saved.append((RaftLog, "stable_to", RaftLog.stable_to))
 
-            def stable_to(log: RaftLog, index: int, term: int) -> None:
-                log.stabled = max(log.stabled, min(index, log.last_index()))
+            # The replacement keeps the method's signature (parameter names included): `self` is the log.
+            def stable_to(self: RaftLog, index: int, term: int) -> None:
+                self.stabled = max(self.stabled, min(index, self.last_index()))
 
             RaftLog.stable_to = stable_to  # type: ignore[method-assign]
         if "vote_any_log" in self.opts.bugs:
@@ -590,10 +591,10 @@ class Simulation:
         if "stale_votes" in self.opts.bugs:
             real_step = Raft.step
 
-            def step(r: Raft, m: Message) -> None:
-                if m.type == MessageType.VOTE_RESP and m.term < r.term and r.role == Role.CANDIDATE:
-                    m = dataclasses.replace(m, term=r.term)
-                real_step(r, m)
+            def step(self: Raft, m: Message) -> None:  # `self` is the Raft, as in Raft.step
+                if m.type == MessageType.VOTE_RESP and m.term < self.term and self.role == Role.CANDIDATE:
+                    m = dataclasses.replace(m, term=self.term)
+                real_step(self, m)
 
             saved.append((Raft, "step", real_step))
             Raft.step = step  # type: ignore[method-assign]
