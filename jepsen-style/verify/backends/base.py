@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Self
 
 import grpc  # type: ignore[import-untyped]
 
@@ -122,7 +122,7 @@ class Backend(ABC):
     def teardown(self) -> None:
         """Kill every process and undo every network change (idempotent)."""
 
-    def __enter__(self) -> Backend:
+    def __enter__(self) -> Self:
         try:
             self.setup()
         except BaseException:
