@@ -40,8 +40,9 @@ from coterie.node.raft import (
 )
 from coterie.node.server.driver import Driver, DriverConfig
 from coterie.node.server.errors import LearnerNotReady, MemberNotFound
+from coterie.node.server.info import NodeInfo
 from coterie.node.server.members import ClusterPeerService, Membership, join_cluster
-from coterie.node.server.services import NodeInfo, error_status
+from coterie.node.server.status import error_status
 from coterie.node.statemachine import (
     ErrorResponse,
     InvalidArgument,

@@ -31,7 +31,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import grpc  # type: ignore[import-untyped]
 
@@ -41,11 +41,11 @@ from ..raft import ConfState, RaftConfig, RawNode, Role
 from ..statemachine import MemberAttrs, StateMachine
 from ..storage import DiskStorage
 from .driver import Driver, DriverConfig, seeded_rng
+from .fault_admin import add_fault_admin
+from .info import MemberInfo, NodeInfo
 from .members import ClusterPeerService, Membership, join_cluster
 from .peer import MAX_PEER_MESSAGE, Faults, PeerServicer, PeerTransport
-
-if TYPE_CHECKING:
-    from .services import NodeInfo
+from .services import add_services
 
 log = logging.getLogger("coterie.node")
 
@@ -352,8 +352,6 @@ class Node:
                                         "client": cfg.client_addr, "peer": cfg.peer_addr})
 
     def _add_client_services(self) -> None:
-        from .services import MemberInfo, NodeInfo, add_services
-
         members = {self.ids[n]: MemberInfo(id=self.ids[n], name=n, peer_addr=a, client_addr="")
                    for n, a in self.cfg.initial_cluster.items()}
         members[self.id] = MemberInfo(id=self.id, name=self.cfg.name, peer_addr=self.cfg.peer_addr,
@@ -363,8 +361,6 @@ class Node:
                         members=members, unsafe_local_reads=self.cfg.unsafe_local_reads)
         self.membership = self._membership(info)
         add_services(self.client_server, self.driver, info, membership=self.membership)
-        from .fault_admin import add_fault_admin
-
         add_fault_admin(self.client_server, self.faults, self.id)
 
     def _membership(self, info: NodeInfo) -> Membership:
