@@ -16,7 +16,8 @@ import grpc  # type: ignore[import-untyped]
 import pytest
 
 from coterie.node.raft import ConfState, Message, RaftConfig, RawNode, Role
-from coterie.node.server.driver import Driver, DriverConfig
+from coterie.node.server.config import DriverConfig
+from coterie.node.server.driver import Driver
 from coterie.node.server.info import MemberInfo, NodeInfo
 from coterie.node.server.services import MAX_RECEIVE_MESSAGE_LENGTH, add_services
 from coterie.node.statemachine import StateMachine
