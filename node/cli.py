@@ -24,6 +24,7 @@ import sortedcontainers  # type: ignore[import-untyped]  # noqa: F401
 from coterie.client.cli import DEFAULT_ENDPOINTS, _fail, _handles_errors
 
 from . import devcluster as dc
+from .server.config import NodeConfig, NodeConfigError, parse_initial_cluster
 
 __all__ = ["JsonFormatter", "cluster", "node", "setup_logging"]
 
@@ -90,18 +91,21 @@ def _load_node_config(ctx: click.Context, _param: click.Parameter, value: Path |
 @click.option("--client-addr", required=True, help="HOST:PORT for clients (KV, Session, Cluster).")
 @click.option("--peer-addr", required=True, help="HOST:PORT for Raft traffic between nodes.")
 @click.option("--initial-cluster", required=True, help="NAME=PEERHOST:PORT,... for every member.")
-@click.option("--initial-cluster-state", type=click.Choice(["new", "existing"]), default="new",
+@click.option("--initial-cluster-state", type=click.Choice(["new", "existing"]),
+              default=NodeConfig.initial_cluster_state,
               show_default=True,
               help="new: bootstrap the --initial-cluster. existing: join a running cluster after "
                    "MemberAdd (--initial-cluster lists members to ask, and this node).")
-@click.option("--snapshot-entries", default=10_000, show_default=True, hidden=True,
+@click.option("--snapshot-entries", default=NodeConfig.snapshot_entries, show_default=True, hidden=True,
               help="Applied entries between state machine snapshots.")
-@click.option("--snapshot-keep", default=1_000, show_default=True, hidden=True,
+@click.option("--snapshot-keep", default=NodeConfig.snapshot_keep, show_default=True, hidden=True,
               help="Log entries kept behind a snapshot.")
-@click.option("--tick-ms", default=100, show_default=True, help="Milliseconds per Raft tick.")
-@click.option("--election-ticks", default=10, show_default=True, help="Ticks before an election.")
+@click.option("--tick-ms", default=round(NodeConfig.tick_interval * 1000), show_default=True,
+              help="Milliseconds per Raft tick (shorter: faster failover, more spurious elections).")
+@click.option("--election-ticks", default=NodeConfig.election_tick, show_default=True,
+              help="Ticks without a leader before a follower campaigns (randomized up to twice this).")
 @click.option("--log-level", default="info", show_default=True)
-@click.option("--max-pending-proposals", default=4096, show_default=True,
+@click.option("--max-pending-proposals", default=NodeConfig.max_pending_proposals, show_default=True,
               help="Proposals awaiting their outcome before new writes get RESOURCE_EXHAUSTED.")
 @click.option("--enable-fault-injection", is_flag=True, hidden=True,
               help="Peer-link fault hooks for the Jepsen-style local backend (tests only).")
@@ -113,7 +117,7 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_a
          tick_ms: int, election_ticks: int, log_level: str,
          max_pending_proposals: int, enable_fault_injection: bool, unsafe_local_reads: bool = False) -> None:
     """Run one node until SIGTERM (graceful) or SIGKILL (nothing acknowledged is lost)."""
-    from coterie.node.server.app import Node, NodeConfig, NodeConfigError, parse_initial_cluster
+    from coterie.node.server.app import Node
 
     setup_logging(log_level)
     try:

@@ -17,13 +17,8 @@ from typing import Any
 import pytest
 
 from coterie.node.raft import ConfState, Message, NotLeader, RaftConfig, RawNode, Role
-from coterie.node.server.driver import (
-    Driver,
-    DriverConfig,
-    OutcomeUnknown,
-    ReadTimeout,
-    Stopped,
-)
+from coterie.node.server.config import DriverConfig
+from coterie.node.server.driver import Driver, OutcomeUnknown, ReadTimeout, Stopped
 from coterie.node.statemachine import PutRequest, PutResponse, StateMachine, encode_command
 from coterie.node.storage import DiskStorage
 

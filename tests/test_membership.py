@@ -38,10 +38,12 @@ from coterie.node.raft import (
     RawNode,
     Role,
 )
-from coterie.node.server.driver import Driver, DriverConfig
+from coterie.node.server.config import DriverConfig
+from coterie.node.server.driver import Driver
 from coterie.node.server.errors import LearnerNotReady, MemberNotFound
+from coterie.node.server.info import NodeInfo
 from coterie.node.server.members import ClusterPeerService, Membership, join_cluster
-from coterie.node.server.services import NodeInfo, error_status
+from coterie.node.server.status import error_status
 from coterie.node.statemachine import (
     ErrorResponse,
     InvalidArgument,

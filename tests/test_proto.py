@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from enum import IntEnum
@@ -13,6 +14,7 @@ import pytest
 
 from coterie.node.raft.progress import ProgressState
 from coterie.node.raft.types import ConfChangeType, EntryType, Message, MessageType, Role
+from coterie.node.statemachine.errors import KVError
 from coterie.node.statemachine.types import CompareResult, CompareTarget, EventType
 from coterie.v1 import cluster_pb2, kv_pb2, raft_pb2
 
@@ -92,3 +94,34 @@ def test_raft_message_has_every_field_of_message() -> None:
     py = {f.name for f in dataclasses.fields(Message)} - {"frm"} | {"from_id"}
     pb = {f.name for f in raft_pb2.RaftMessage.DESCRIPTOR.fields}
     assert py == pb
+
+
+def _kv_error_classes() -> list[type[KVError]]:
+    """KVError and every subclass of it, however deep."""
+    out: list[type[KVError]] = [KVError]
+    for cls in out:
+        out.extend(c for c in cls.__subclasses__() if c not in out)
+    return out
+
+
+def _error_code_name(cls: type[KVError]) -> str:
+    """``LimitExceeded`` -> ``ERROR_CODE_LIMIT_EXCEEDED``; KVError itself is UNSPECIFIED."""
+    if cls is KVError:
+        return "ERROR_CODE_UNSPECIFIED"
+    return "ERROR_CODE_" + re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).upper()
+
+
+def test_each_state_machine_error_has_its_wire_error_code() -> None:
+    """Every state machine error class's ``code`` is the kv.proto ErrorCode value of its name."""
+    for cls in _kv_error_classes():
+        name = _error_code_name(cls)
+        assert name in kv_pb2.ErrorCode.DESCRIPTOR.values_by_name, f"{cls.__name__}: kv.proto has no {name}"
+        assert kv_pb2.ErrorCode.Value(name) == cls.code, f"{cls.__name__}.code != {name}"
+
+
+def test_each_wire_error_code_has_a_state_machine_error() -> None:
+    codes = {cls.code: cls for cls in _kv_error_classes()}
+    assert len(codes) == len(_kv_error_classes()), "two error classes share a code"
+    for name, value in kv_pb2.ErrorCode.items():
+        assert value in codes, f"kv.proto's {name} = {value} has no state machine error class"
+        assert _error_code_name(codes[value]) == name

@@ -16,13 +16,10 @@ import grpc  # type: ignore[import-untyped]
 import pytest
 
 from coterie.node.raft import ConfState, Message, RaftConfig, RawNode, Role
-from coterie.node.server.driver import Driver, DriverConfig
-from coterie.node.server.services import (
-    MAX_RECEIVE_MESSAGE_LENGTH,
-    MemberInfo,
-    NodeInfo,
-    add_services,
-)
+from coterie.node.server.config import DriverConfig
+from coterie.node.server.driver import Driver
+from coterie.node.server.info import MemberInfo, NodeInfo
+from coterie.node.server.services import MAX_RECEIVE_MESSAGE_LENGTH, add_services
 from coterie.node.statemachine import StateMachine
 from coterie.node.storage import DiskStorage
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc

@@ -29,82 +29,25 @@ import json
 import logging
 import os
 import signal
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import grpc  # type: ignore[import-untyped]
 
 from coterie.v1 import cluster_pb2_grpc, raft_pb2_grpc
 
-from ..raft import ConfState, RaftConfig, RawNode, Role
+from ..raft import ConfState, RawNode, Role
 from ..statemachine import MemberAttrs, StateMachine
 from ..storage import DiskStorage
-from .driver import Driver, DriverConfig, seeded_rng
+from .config import NodeConfig, NodeConfigError
+from .driver import Driver, seeded_rng
+from .fault_admin import add_fault_admin
+from .info import MemberInfo, NodeInfo
 from .members import ClusterPeerService, Membership, join_cluster
 from .peer import MAX_PEER_MESSAGE, Faults, PeerServicer, PeerTransport
-
-if TYPE_CHECKING:
-    from .services import NodeInfo
+from .services import MAX_RECEIVE_MESSAGE_LENGTH, add_services
 
 log = logging.getLogger("coterie.node")
-
-MAX_CLIENT_REQUEST = 2 << 20
-"""Largest client request in bytes (2 MiB); gRPC refuses larger ones with RESOURCE_EXHAUSTED before
-they reach a handler, and the state machine's own limits (4 KiB keys, 1 MiB values) name themselves."""
-
-
-class NodeConfigError(ValueError):
-    """The node's configuration or data directory is unusable; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    name: str
-    data_dir: Path
-    client_addr: str
-    peer_addr: str
-    initial_cluster: dict[str, str]
-    """Every initial member's name and peer address (``n1=host:port,...``)."""
-    initial_cluster_state: str = "new"
-    """``new``: bootstrap the cluster of ``initial_cluster``. ``existing``: join a running cluster this
-    node was added to with MemberAdd (``initial_cluster`` then lists members to ask, and this node)."""
-    join_timeout: float = 30.0
-    """Seconds an ``existing`` node keeps asking the members for its id before giving up."""
-    tick_interval: float = 0.1
-    """Seconds per Raft tick."""
-    election_tick: int = 10
-    """Ticks before a follower without a leader campaigns (randomized up to twice this)."""
-    fault_injection: bool = False
-    """Enable the peer fault-injection hooks (tests only)."""
-    snapshot_entries: int = 10_000
-    """Applied entries between state machine snapshots."""
-    snapshot_keep: int = 1_000
-    """Log entries kept behind a snapshot, so slightly lagging followers catch up without one."""
-    unsafe_local_reads: bool = False
-    """BROKEN ON PURPOSE, tests only: Range reads skip ReadIndex (the Jepsen-style suite's bug)."""
-    max_pending_proposals: int = 4096
-    """Proposals waiting for their outcome before new ones are refused with RESOURCE_EXHAUSTED
-    (``DriverConfig.max_pending_proposals``)."""
-
-    def validate(self) -> None:
-        if not self.name:
-            raise NodeConfigError("--name is required")
-        if self.name not in self.initial_cluster:
-            raise NodeConfigError(
-                f"--name {self.name!r} is not in --initial-cluster ({', '.join(self.initial_cluster)})")
-        if self.initial_cluster[self.name] != self.peer_addr:
-            raise NodeConfigError(
-                f"--peer-addr {self.peer_addr} differs from {self.name}'s address in --initial-cluster "
-                f"({self.initial_cluster[self.name]})")
-        if self.initial_cluster_state not in ("new", "existing"):
-            raise NodeConfigError(
-                f"--initial-cluster-state must be 'new' or 'existing', got {self.initial_cluster_state!r}")
-        if self.tick_interval <= 0:
-            raise NodeConfigError(f"tick interval must be positive, got {self.tick_interval}")
-        if self.max_pending_proposals < 1:
-            raise NodeConfigError(
-                f"--max-pending-proposals must be at least 1, got {self.max_pending_proposals}")
 
 
 def member_ids(initial_cluster: dict[str, str]) -> dict[str, int]:
@@ -116,21 +59,6 @@ def cluster_id_of(initial_cluster: dict[str, str]) -> str:
     """A stable id for a cluster, derived from its initial membership."""
     text = ",".join(f"{n}={a}" for n, a in sorted(initial_cluster.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def parse_initial_cluster(text: str) -> dict[str, str]:
-    """``n1=127.0.0.1:7101,n2=...`` to a dict; :class:`NodeConfigError` on malformed input."""
-    out: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, addr = part.partition("=")
-        if not sep or not name or ":" not in addr:
-            raise NodeConfigError(f"--initial-cluster: expected NAME=HOST:PORT, got {part!r}")
-        if name in out:
-            raise NodeConfigError(f"--initial-cluster: {name!r} appears twice")
-        out[name] = addr
-    if not out:
-        raise NodeConfigError("--initial-cluster is empty")
-    return out
 
 
 def check_data_dir(cfg: NodeConfig, cluster_id: str, node_id: int) -> None:
@@ -314,16 +242,12 @@ class Node:
         self.storage = DiskStorage.open(cfg.data_dir / "raft")
         st = self.storage.initial_state()
         sm = StateMachine.from_snapshot(st.snapshot.data) if st.snapshot else StateMachine()
-        raw = RawNode(RaftConfig(id=self.id, election_tick=cfg.election_tick), seeded_rng(self.id),
+        raw = RawNode(cfg.raft_config(self.id), seeded_rng(self.id),
                       hard_state=st.hard_state, snapshot=st.snapshot, entries=st.entries,
                       conf_state=None if self.joined else ConfState(tuple(sorted(self.ids.values()))))
         peers = {i: a.peer_addr for i, a in self.local.items() if a.peer_addr}
         self.transport = PeerTransport(self.id, self.cluster_id, peers, faults=self.faults)
-        self.driver = Driver(raw, self.storage, sm, self.transport,
-                             DriverConfig(tick_interval=cfg.tick_interval,
-                                          snapshot_entries=cfg.snapshot_entries,
-                                          snapshot_keep=cfg.snapshot_keep,
-                                          max_pending_proposals=cfg.max_pending_proposals))
+        self.driver = Driver(raw, self.storage, sm, self.transport, cfg.driver_config())
         self._log_context = _NodeLogContext(cfg.name, self.driver)
         self._log_context.install()
         # grpc turns SO_REUSEPORT on by default: a second node started on a port in use would then
@@ -338,7 +262,7 @@ class Node:
             self.peer_server)
         _listen(self.peer_server, cfg.peer_addr, "--peer-addr")
         self.client_server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", MAX_CLIENT_REQUEST + (64 << 10)), no_reuse],
+            options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_LENGTH), no_reuse],
             maximum_concurrent_rpcs=4096)
         self._add_client_services()
         _listen(self.client_server, cfg.client_addr, "--client-addr")
@@ -352,8 +276,6 @@ class Node:
                                         "client": cfg.client_addr, "peer": cfg.peer_addr})
 
     def _add_client_services(self) -> None:
-        from .services import MemberInfo, NodeInfo, add_services
-
         members = {self.ids[n]: MemberInfo(id=self.ids[n], name=n, peer_addr=a, client_addr="")
                    for n, a in self.cfg.initial_cluster.items()}
         members[self.id] = MemberInfo(id=self.id, name=self.cfg.name, peer_addr=self.cfg.peer_addr,
@@ -363,8 +285,6 @@ class Node:
                         members=members, unsafe_local_reads=self.cfg.unsafe_local_reads)
         self.membership = self._membership(info)
         add_services(self.client_server, self.driver, info, membership=self.membership)
-        from .fault_admin import add_fault_admin
-
         add_fault_admin(self.client_server, self.faults, self.id)
 
     def _membership(self, info: NodeInfo) -> Membership:

@@ -64,6 +64,7 @@ from ..raft import (
 from ..raft import confchange as _confchange
 from ..statemachine import Response, StateMachine
 from ..storage import DiskStorage
+from .config import DriverConfig
 
 log = logging.getLogger("coterie.driver")
 _T = TypeVar("_T")
@@ -95,21 +96,6 @@ class Transport(Protocol):
     def send(self, messages: Sequence[Message]) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class DriverConfig:
-    tick_interval: float = 0.1
-    """Seconds per Raft tick. With ``election_tick=10`` a follower campaigns after 1-2 s of silence."""
-    max_pending_proposals: int = 4096
-    """Proposals awaiting their outcome before new ones are refused with :class:`Overloaded`."""
-    snapshot_entries: int = 10_000
-    """Applied entries between state machine snapshots (and WAL compaction)."""
-    snapshot_keep: int = 1_000
-    """Entries kept behind a snapshot so slightly lagging followers catch up without a snapshot."""
-    read_timeout: float = 3.0
-    """Seconds a ReadIndex request may wait for the leader's answer (a forwarded request can be lost
-    with the leader) before it fails with :class:`ReadTimeout`; retrying it is always safe."""
-
-
 @dataclass(slots=True)
 class _Proposal:
     term: int
@@ -134,6 +120,7 @@ class Driver:
         self.sm = sm
         self.transport = transport
         self.cfg = config or DriverConfig()
+        self.cfg.validate()
         self.on_conf_change = on_conf_change
         self._inbox: deque[tuple[str, Any, Any]] = deque()
         self._wake = asyncio.Event()

@@ -1,5 +1,5 @@
-"""Typed refusals of the node's membership operations, mapped to gRPC statuses by
-:func:`coterie.node.server.services.error_status` through their ``status`` attribute."""
+"""Typed refusals of the node's membership operations; :func:`coterie.node.server.status.error_status`
+maps them to gRPC statuses (the status each class gets is named in its docstring)."""
 
 from __future__ import annotations
 
@@ -14,28 +14,19 @@ __all__ = [
 
 
 class MembershipError(Exception):
-    """A refused membership request; ``status`` names its gRPC status code (FAILED_PRECONDITION
-    unless a subclass says otherwise)."""
-
-    status = "FAILED_PRECONDITION"
+    """A refused membership request (FAILED_PRECONDITION unless a subclass says otherwise)."""
 
 
 class MemberNotFound(MembershipError):
     """The member id is not in the configuration (NOT_FOUND)."""
 
-    status = "NOT_FOUND"
-
 
 class MemberExists(MembershipError):
     """MemberAdd names an id, name or peer address already in use (ALREADY_EXISTS)."""
 
-    status = "ALREADY_EXISTS"
-
 
 class InvalidMember(MembershipError):
     """A malformed membership request, or an id that was removed (INVALID_ARGUMENT)."""
-
-    status = "INVALID_ARGUMENT"
 
 
 class LearnerNotReady(MembershipError):

@@ -60,8 +60,9 @@ from .errors import (
     MemberRemoved,
     MembershipError,
 )
+from .info import MemberInfo, NodeInfo
 from .peer import PeerTransport
-from .services import MemberInfo, NodeInfo, error_status
+from .status import error_status
 
 __all__ = ["ClusterPeerService", "Membership", "join_cluster"]
 

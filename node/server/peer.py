@@ -33,7 +33,7 @@ from coterie.v1.wire import MEMBER_REMOVED_KEY
 
 from ..raft import Message
 from ..statemachine.errors import InvalidArgument
-from .codec import batch_from_pb, batch_to_pb
+from .raft_codec import batch_from_pb, batch_to_pb
 
 log = logging.getLogger("coterie.peer")
 

@@ -1,41 +1,22 @@
 """The client-facing gRPC services (``grpc.aio``): ``KV``, ``Session`` and ``Cluster``.
 
-Every handler is a thin adapter over the :class:`Driver` and the codec (:mod:`.codec`):
+Every handler is a thin adapter over the :class:`Driver` and the KV codec (:mod:`.kv_codec`):
 
 - **writes** (Put, DeleteRange, a Txn with a put or delete in either branch, Compact, every Session
   call) become a :class:`Command` stamped with this node's wall clock in ms (the state machine's
   clock is the max of the stamps it applied, so a slow clock on a new leader is harmless), are
   proposed with :meth:`Driver.propose` and answered with the state machine's response. Only the
   leader accepts them; a follower refuses with UNAVAILABLE and names the leader in the trailing
-  metadata (see below), so the client redirects.
+  metadata, so the client redirects.
 - **reads** (Range, a Txn without writes) are served from the local state machine, by followers as
   well. A Range with ``serializable`` is answered at once (maybe stale); any other read first waits
   for :meth:`Driver.read_barrier` (ReadIndex, thesis 6.4; a follower's request is forwarded to the
   leader by the core), which makes it linearizable. A Txn is always linearizable.
 
-Errors are mapped to gRPC statuses in one place, :func:`error_status`:
-
-==========================================  ======================  ==================================
-error                                       status                  trailing metadata
-==========================================  ======================  ==================================
-InvalidArgument, LimitExceeded              INVALID_ARGUMENT        ``coterie-error-bin``
-Compacted, FutureRevision                   OUT_OF_RANGE            ``coterie-error-bin``
-StaleRequest                                FAILED_PRECONDITION     ``coterie-error-bin``
-SessionExpired                              NOT_FOUND (kv.proto)    ``coterie-error-bin``
-NotLeader and other dropped proposals       UNAVAILABLE             ``coterie-leader-id``,
-                                                                    ``coterie-leader-addr``
-Overloaded                                  RESOURCE_EXHAUSTED
-OutcomeUnknown, ReadTimeout, Stopped        UNAVAILABLE
-MembershipError (:mod:`.errors`)            its ``status``: NOT_FOUND,
-                                            ALREADY_EXISTS, INVALID_ARGUMENT
-                                            or FAILED_PRECONDITION
-==========================================  ======================  ==================================
-
-``coterie-error-bin`` holds a serialized :class:`kv_pb2.ErrorDetail`; ``coterie-leader-id`` the
-leader's member id (decimal) when known, and ``coterie-leader-addr`` its client address when
-:attr:`NodeInfo.members` knows it (a running node keeps it filled from the replicated member address
-book, :mod:`.members`). The admin calls of ``Cluster`` answer a non-leader with
-FAILED_PRECONDITION instead, as ``cluster.proto`` documents, with the same leader metadata.
+A failed call is aborted with the status, details and trailing metadata of
+:func:`.status.error_status`, the one mapping of errors to gRPC statuses (a follower's refusal of a
+write names the leader in the trailing metadata, so the client redirects; the admin calls of
+``Cluster`` answer a non-leader with FAILED_PRECONDITION instead, as ``cluster.proto`` documents).
 
 Membership (``MemberAdd``, ``MemberRemove``, ``MemberPromote``, ``MemberList``) is served by
 :class:`~.members.Membership`; ``Status`` reports how long ago this node heard from the leader
@@ -45,62 +26,31 @@ Membership (``MemberAdd``, ``MemberRemove``, ``MemberPromote``, ``MemberList``) 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import grpc  # type: ignore[import-untyped]
 
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
-from coterie.v1.wire import ERROR_DETAIL_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY
 
-from ..raft import (
-    ConfChangeInProgress,
-    InvalidConfChange,
-    NotLeader,
-    ProposalDropped,
-    Role,
-)
+from ..raft import Role
 from ..raft.progress import ProgressState
-from ..statemachine import (
-    InvalidArgument,
-    KVError,
-    LimitExceeded,
-    RangeRequest,
-    TxnRequest,
-    encode_command,
-)
-from .codec import (
-    PbRequest,
-    PbResponse,
-    command_from_pb,
-    error_to_pb,
-    request_from_pb,
-    response_to_pb,
-    status_code_for,
-)
-from .driver import Driver, OutcomeUnknown, Overloaded, ReadTimeout, Stopped
-from .errors import MembershipError
+from ..statemachine import InvalidArgument, RangeRequest, TxnRequest, encode_command
+from .driver import Driver
+from .info import NodeInfo
+from .kv_codec import PbRequest, PbResponse, command_from_pb, request_from_pb, response_to_pb
+from .members import Membership
+from .status import error_status
 from .watch import WatchStream
-
-if TYPE_CHECKING:
-    from .members import Membership
 
 __all__ = [
     "MAX_RECEIVE_MESSAGE_LENGTH",
     "ClusterService",
     "KVService",
-    "MemberInfo",
-    "NodeInfo",
     "SessionService",
     "add_services",
-    "error_status",
 ]
-
-log = logging.getLogger("coterie.services")
-
 
 MAX_RECEIVE_MESSAGE_LENGTH = 2 * 1024 * 1024 + 64 * 1024
 """The ``grpc.max_receive_message_length`` the server is created with: 2 MiB for the payload (a
@@ -113,122 +63,8 @@ MAX_REQUEST_BYTES = 2 * 1024 * 1024
 its 64 KiB of slack) but is over this is refused with INVALID_ARGUMENT naming the limit, before it
 reaches the log (as etcd does with ``--max-request-bytes``)."""
 
-Metadata = tuple[tuple[str, str | bytes], ...]
 _T = TypeVar("_T")
 _SC = grpc.StatusCode
-
-
-# ================================================================================ node description
-
-
-@dataclass(frozen=True, slots=True)
-class MemberInfo:
-    """What this node knows about a cluster member beyond its Raft id."""
-
-    id: int
-    name: str = ""
-    peer_addr: str = ""
-    """host:port of its RaftPeer service."""
-    client_addr: str = ""
-    """host:port of its KV, Session and Cluster services."""
-
-
-@dataclass(slots=True)
-class NodeInfo:
-    """The identity of the node the services run on, and the address book of its cluster.
-
-    ``members`` maps member id to :class:`MemberInfo` (this node included, or not: it is added from
-    the other fields when missing). Which members *are* in the configuration comes from the Raft
-    core; this map only names them.
-    """
-
-    id: int
-    name: str = ""
-    cluster_id: str = ""
-    client_addr: str = ""
-    peer_addr: str = ""
-    members: dict[int, MemberInfo] = field(default_factory=dict)
-    unsafe_local_reads: bool = False
-    """BROKEN ON PURPOSE, tests only: serve every Range from local state without ReadIndex, so the
-    Jepsen-style suite can show that its checker catches stale reads."""
-
-    def member(self, member_id: int) -> MemberInfo:
-        """The address book entry of ``member_id`` (an empty one if unknown)."""
-        m = self.members.get(member_id)
-        if m is not None:
-            return m
-        if member_id == self.id:
-            return MemberInfo(self.id, self.name, self.peer_addr, self.client_addr)
-        return MemberInfo(member_id)
-
-
-# ================================================================================ error mapping
-
-
-def _human_bytes(n: int) -> str:
-    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
-    return f"{n} bytes" if n != 1 else "1 byte"
-
-
-def _leader_metadata(leader: int, info: NodeInfo) -> Metadata:
-    if not leader or leader == info.id:
-        return ()
-    addr = info.member(leader).client_addr
-    md: Metadata = ((LEADER_ID_KEY, str(leader)),)
-    return (*md, (LEADER_ADDR_KEY, addr)) if addr else md
-
-
-def error_status(
-    exc: BaseException,
-    info: NodeInfo,
-    *,
-    leader: int = 0,
-    not_leader: grpc.StatusCode = _SC.UNAVAILABLE,
-) -> tuple[grpc.StatusCode, str, Metadata]:
-    """The gRPC status, details and trailing metadata of a failed call (see the module docstring).
-
-    ``leader`` is the driver's current leader, used when a refusal carries no hint; ``not_leader``
-    the status of a refusal by a non-leader (UNAVAILABLE for KV and Session, FAILED_PRECONDITION
-    for the admin calls of Cluster).
-    """
-    if isinstance(exc, KVError):
-        message = exc.message
-        if isinstance(exc, LimitExceeded) and exc.limit.endswith("_bytes"):
-            message = f"{message} ({_human_bytes(exc.maximum)})"
-        detail = error_to_pb(exc)
-        return status_code_for(exc), message, ((ERROR_DETAIL_KEY, detail.SerializeToString()),)
-    if isinstance(exc, MembershipError):
-        return getattr(_SC, exc.status), str(exc), ()
-    if isinstance(exc, NotLeader):
-        who = exc.leader_hint or leader
-        msg = f"not the leader; retry on member {who}" if who else "not the leader; no leader known"
-        return not_leader, msg, _leader_metadata(who, info)
-    if isinstance(exc, InvalidConfChange):
-        return _SC.INVALID_ARGUMENT, str(exc), ()
-    if isinstance(exc, ConfChangeInProgress):
-        return _SC.FAILED_PRECONDITION, str(exc), ()
-    if isinstance(exc, ProposalDropped):  # transfer in progress, not a member, ...: retry later
-        return _SC.UNAVAILABLE, str(exc), _leader_metadata(exc.leader_hint or leader, info)
-    if isinstance(exc, Overloaded):
-        return _SC.RESOURCE_EXHAUSTED, f"overloaded: {exc}; back off and retry", ()
-    if isinstance(exc, OutcomeUnknown):
-        return (
-            _SC.UNAVAILABLE,
-            f"outcome unknown: the write may or may not have been applied ({exc}); "
-            "only a retry with the same session seq is safe",
-            _leader_metadata(leader, info),
-        )
-    if isinstance(exc, ReadTimeout):
-        return _SC.UNAVAILABLE, f"read timed out, safe to retry: {exc}", _leader_metadata(leader, info)
-    if isinstance(exc, Stopped):
-        return _SC.UNAVAILABLE, f"member {info.id} is shutting down", ()
-    log.error("unexpected error in a gRPC handler", exc_info=exc)
-    return _SC.INTERNAL, f"internal error: {type(exc).__name__}: {exc}", ()
-
-
-# ================================================================================ services
 
 
 def _now_ms() -> int:
@@ -387,11 +223,7 @@ class ClusterService(_Service):
         super().__init__(driver, node_info)
         self.transfer_timeout = transfer_timeout
         """Longest wait for a transfer to complete when the call has no shorter deadline."""
-        if membership is None:
-            from .members import Membership
-
-            membership = Membership(driver, node_info)
-        self.membership = membership
+        self.membership = membership if membership is not None else Membership(driver, node_info)
 
     async def Status(  # noqa: N802
         self, request: cluster_pb2.StatusRequest, context: Any

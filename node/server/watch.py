@@ -49,8 +49,8 @@ from coterie.v1 import kv_pb2
 
 from ..raft import Role
 from ..statemachine import Compacted, Event, KVError
-from .codec import WatchCancel, WatchCreate, watch_request_from_pb, watch_response_to_pb
 from .driver import Driver, ReadTimeout
+from .kv_codec import WatchCancel, WatchCreate, watch_request_from_pb, watch_response_to_pb
 
 __all__ = ["MAX_EVENTS_PER_RESPONSE", "MAX_RESPONSE_BYTES", "PROGRESS_INTERVAL", "NoLeader", "WatchStream"]
 

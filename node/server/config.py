@@ -1,0 +1,185 @@
+"""Configuration of one node, in one place. Every field states its unit, default and trade-off.
+
+- :class:`DriverConfig`: what the driver (:mod:`.driver`) needs: tick length, back-pressure bound,
+  snapshot cadence, read timeout. The single source of those defaults.
+- :class:`NodeConfig`: what ``coterie node`` takes (identity, addresses, the initial cluster and the
+  tunables). Its tunables default to :class:`DriverConfig`'s and :class:`RaftConfig`'s fields, and
+  the CLI's ``node`` options default to :class:`NodeConfig`'s (``NodeConfig.tick_interval``, ...),
+  so a default is written once.
+
+Both validate by raising :class:`NodeConfigError` naming the field (or flag) and the limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..raft.config import ConfigError, RaftConfig
+
+__all__ = ["DriverConfig", "NodeConfig", "NodeConfigError", "parse_initial_cluster"]
+
+
+class NodeConfigError(ValueError):
+    """The node's configuration or data directory is unusable; the message says why and what to do."""
+
+
+def _default_of(cls: type, name: str) -> Any:
+    """The declared default of dataclass field ``name`` of ``cls`` (for dataclasses with slots, whose
+    class attributes are not the defaults)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name and f.default is not dataclasses.MISSING:
+            return f.default
+    raise LookupError(f"{cls.__name__}.{name} has no default")  # pragma: no cover - a typo here
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    """The driver's settings (one per node)."""
+
+    tick_interval: float = 0.1
+    """Seconds per Raft tick (default 0.1). Timeouts are counted in ticks: with ``election_tick=10``
+    a follower campaigns after 1-2 s of silence, and the leader heartbeats every tick. Shorter:
+    faster failover and heartbeats, more wake-ups and traffic, more spurious elections when the event
+    loop or the network stalls for a few ticks."""
+
+    max_pending_proposals: int = 4096
+    """Proposals awaiting their outcome before new ones are refused with ``Overloaded``
+    (RESOURCE_EXHAUSTED), default 4096. Larger: absorbs bigger bursts, at the price of memory and of
+    latency for everything queued behind; smaller: clients back off sooner."""
+
+    snapshot_entries: int = 10_000
+    """Applied entries between state machine snapshots (and WAL compaction), default 10 000.
+    Smaller: a shorter WAL and faster restarts, more snapshot writes (each one writes the whole
+    state)."""
+
+    snapshot_keep: int = 1_000
+    """Log entries kept behind a snapshot, default 1 000, so a slightly lagging follower catches up
+    with entries instead of a whole snapshot. Larger: fewer snapshot transfers, a longer WAL."""
+
+    read_timeout: float = 3.0
+    """Seconds a ReadIndex request may wait for the leader's answer, default 3 (a forwarded request
+    can be lost with the leader) before it fails with ``ReadTimeout``; retrying it is always safe.
+    Shorter: a read fails over sooner; too short and reads fail under a slow but healthy leader."""
+
+    def validate(self) -> None:
+        """Raise :class:`NodeConfigError` naming the first field out of range."""
+        if not self.tick_interval > 0:
+            raise NodeConfigError(f"tick_interval must be positive seconds, got {self.tick_interval}")
+        if self.max_pending_proposals < 1:
+            raise NodeConfigError(
+                f"max_pending_proposals must be at least 1, got {self.max_pending_proposals}")
+        if self.snapshot_entries < 1:
+            raise NodeConfigError(f"snapshot_entries must be at least 1, got {self.snapshot_entries}")
+        if self.snapshot_keep < 0:
+            raise NodeConfigError(f"snapshot_keep must not be negative, got {self.snapshot_keep}")
+        if not self.read_timeout > 0:
+            raise NodeConfigError(f"read_timeout must be positive seconds, got {self.read_timeout}")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One node's settings, as ``coterie node`` takes them (the flag of each field is named)."""
+
+    name: str
+    """This node's name in ``initial_cluster`` (``--name``, required)."""
+    data_dir: Path
+    """Directory of the WAL, snapshots and ``meta.json`` (``--data-dir``, required)."""
+    client_addr: str
+    """HOST:PORT the KV, Session and Cluster services listen on (``--client-addr``, required)."""
+    peer_addr: str
+    """HOST:PORT of Raft traffic between nodes (``--peer-addr``, required); must be this node's
+    address in ``initial_cluster``."""
+    initial_cluster: dict[str, str]
+    """Every initial member's name and peer address (``--initial-cluster n1=host:port,...``)."""
+
+    initial_cluster_state: str = "new"
+    """``new`` (default): bootstrap the cluster of ``initial_cluster``. ``existing``: join a running
+    cluster this node was added to with MemberAdd (``initial_cluster`` then lists members to ask, and
+    this node)."""
+
+    join_timeout: float = 30.0
+    """Seconds an ``existing`` node keeps asking the members for its id before giving up (default
+    30). Longer: tolerates a slower MemberAdd or an unavailable cluster; shorter: a mistake (a node
+    never added) is reported sooner."""
+
+    tick_interval: float = DriverConfig.tick_interval
+    """Seconds per Raft tick (``--tick-ms``, in ms there); :attr:`DriverConfig.tick_interval` has
+    the default and the trade-off."""
+
+    election_tick: int = _default_of(RaftConfig, "election_tick")
+    """Ticks before a follower without a leader campaigns, randomized up to twice this
+    (``--election-ticks``); :attr:`RaftConfig.election_tick` has the default and the trade-off."""
+
+    snapshot_entries: int = DriverConfig.snapshot_entries
+    """Applied entries between snapshots (``--snapshot-entries``); see
+    :attr:`DriverConfig.snapshot_entries`."""
+
+    snapshot_keep: int = DriverConfig.snapshot_keep
+    """Log entries kept behind a snapshot (``--snapshot-keep``); see :attr:`DriverConfig.snapshot_keep`."""
+
+    max_pending_proposals: int = DriverConfig.max_pending_proposals
+    """Proposals waiting for their outcome before new ones are refused with RESOURCE_EXHAUSTED
+    (``--max-pending-proposals``); see :attr:`DriverConfig.max_pending_proposals`."""
+
+    fault_injection: bool = False
+    """Enable the peer fault-injection hooks (``--enable-fault-injection``, tests only; default off:
+    they let any client of the node partition it)."""
+
+    unsafe_local_reads: bool = False
+    """BROKEN ON PURPOSE, tests only (``--unsafe-local-reads``, default off): Range reads skip
+    ReadIndex, so they can be stale (the bug the Jepsen-style suite's checker must catch)."""
+
+    def validate(self) -> None:
+        """Raise :class:`NodeConfigError` naming the first flag out of range."""
+        if not self.name:
+            raise NodeConfigError("--name is required")
+        if self.name not in self.initial_cluster:
+            raise NodeConfigError(
+                f"--name {self.name!r} is not in --initial-cluster ({', '.join(self.initial_cluster)})")
+        if self.initial_cluster[self.name] != self.peer_addr:
+            raise NodeConfigError(
+                f"--peer-addr {self.peer_addr} differs from {self.name}'s address in --initial-cluster "
+                f"({self.initial_cluster[self.name]})")
+        if self.initial_cluster_state not in ("new", "existing"):
+            raise NodeConfigError(
+                f"--initial-cluster-state must be 'new' or 'existing', got {self.initial_cluster_state!r}")
+        if not self.join_timeout > 0:
+            raise NodeConfigError(f"join timeout must be positive seconds, got {self.join_timeout}")
+        if not self.tick_interval > 0:
+            raise NodeConfigError(f"--tick-ms must be positive, got {self.tick_interval * 1000:g}")
+        if self.max_pending_proposals < 1:
+            raise NodeConfigError(
+                f"--max-pending-proposals must be at least 1, got {self.max_pending_proposals}")
+        try:
+            self.raft_config(1).validate()
+        except ConfigError as exc:
+            raise NodeConfigError(f"--election-ticks: {exc}") from exc
+        self.driver_config().validate()
+
+    def driver_config(self) -> DriverConfig:
+        """The driver's share of this configuration."""
+        return DriverConfig(tick_interval=self.tick_interval,
+                            max_pending_proposals=self.max_pending_proposals,
+                            snapshot_entries=self.snapshot_entries, snapshot_keep=self.snapshot_keep)
+
+    def raft_config(self, node_id: int) -> RaftConfig:
+        """The Raft core's configuration for this node, once its id is known."""
+        return RaftConfig(id=node_id, election_tick=self.election_tick)
+
+
+def parse_initial_cluster(text: str) -> dict[str, str]:
+    """``n1=127.0.0.1:7101,n2=...`` to a dict; :class:`NodeConfigError` on malformed input."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, addr = part.partition("=")
+        if not sep or not name or ":" not in addr:
+            raise NodeConfigError(f"--initial-cluster: expected NAME=HOST:PORT, got {part!r}")
+        if name in out:
+            raise NodeConfigError(f"--initial-cluster: {name!r} appears twice")
+        out[name] = addr
+    if not out:
+        raise NodeConfigError("--initial-cluster is empty")
+    return out
