@@ -231,7 +231,7 @@ async def coterie_load(endpoints: str, *, op: str, clients: int, count: int, val
     Before a get run the ``key_space`` keys are written (untimed, reported in ``params["setup"]``),
     and a get that finds no key counts as an error. Puts send ``prev_kv=False``, like etcd's client.
     """
-    from ._core import DEFAULT_MAX_SESSIONS
+    from ._sessions import DEFAULT_MAX_SESSIONS
     from .aio import AsyncClient
 
     if op not in ("put", "get", "get-serializable"):
