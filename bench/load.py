@@ -232,7 +232,7 @@ async def coterie_load(endpoints: str, *, op: str, clients: int, count: int, val
     and a get that finds no key counts as an error. Puts send ``prev_kv=False``, like etcd's client.
     """
     from coterie.client import AsyncClient
-    from coterie.client._core import DEFAULT_MAX_SESSIONS
+    from coterie.client._sessions import DEFAULT_MAX_SESSIONS
 
     if op not in ("put", "get", "get-serializable"):
         raise ValueError(f"unknown operation {op!r}")

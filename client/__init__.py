@@ -1,5 +1,15 @@
 """The coterie client library: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio), with
-the same surface, typed results (:mod:`.types`) and typed errors (:mod:`.errors`)."""
+the same surface, typed results (:mod:`.types`) and typed errors (:mod:`.errors`).
+
+The two surfaces are one implementation: :class:`AsyncClient` (``aio.py``) is the client, and
+:class:`Client` (``sync.py``) wraps it, running it on a private event loop in a daemon thread that
+each blocking method submits the asyncio method to (and :class:`Watch` wraps :class:`AsyncWatch`).
+Under them, private modules with one job each and no I/O: ``_errors`` (gRPC failures to typed
+errors), ``_router`` (endpoints, leader tracking, circuit breakers), ``_call`` (a call's deadline,
+attempts and jittered back-off), ``_sessions`` (the exactly-once session pool), ``_codec`` (protobuf
+to and from the types) and ``_watch`` (a watch's resume state). The router and the call bookkeeping
+take an injected clock (and random source), so their tests need no sleeps. Nothing here imports
+``coterie.node`` (but ``cli.py``'s ``node`` command, which runs one)."""
 
 from .aio import AsyncClient, AsyncWatch
 from .errors import (

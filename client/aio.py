@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 import weakref
 from collections import deque
@@ -15,8 +16,21 @@ import grpc  # type: ignore[import-untyped]
 
 from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
-from . import _core
-from ._core import CallState, Router, SessionPool, SessionState, WatchState, backoff, map_rpc_error
+from . import _codec
+from ._call import DEFAULT_TIMEOUT, CallState, Clock
+from ._errors import map_rpc_error
+from ._router import Router, parse_endpoints
+from ._sessions import (
+    DEFAULT_MAX_SESSIONS,
+    WRITE_SESSION_TRIES,
+    SessionPool,
+    SessionState,
+    failed_write,
+    pool_timeout_error,
+    session_open_error,
+    sessions_kept_expiring,
+)
+from ._watch import WatchState, watch_ended, watch_stream_error
 from .errors import CoterieError, Unavailable
 from .membership import Member, add_request, member_from_pb, members_from_pb
 from .types import (
@@ -34,6 +48,11 @@ from .types import (
 )
 
 __all__ = ["AsyncClient", "AsyncWatch"]
+
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1)]
+"""Options of the client's channels: no limit on received messages (as etcd's client), because one
+watch response holds a whole revision, which has no size bound (a delete of a large prefix with
+``prev_kv``), and a range answer can be large too. The server bounds what clients send it."""
 
 
 class _Stubs:
@@ -55,16 +74,24 @@ class AsyncClient:
     client's pool for the whole call (all its retries carry that session's next seq), opening one with
     Session.Open when none is idle, up to ``max_sessions`` (beyond that a write waits, within its
     timeout, for one to be handed back, first come first served); see
-    :class:`~coterie.client._core.SessionPool`. Idle sessions are not kept alive: one idle for half its
-    TTL is dropped and replaced when needed. ``close()`` closes every session (best effort).
+    :class:`~coterie.client._sessions.SessionPool`. Idle sessions are not kept alive: one idle for half
+    its TTL is dropped and replaced when needed. ``close()`` closes every session (best effort).
+
+    Time and randomness come from ``_clock`` (``time.monotonic``) and ``_rng`` (a ``random.Random``):
+    every call's :class:`~coterie.client._call.CallState` and the session pool read them, the router
+    takes the clock when the client is made. :class:`~coterie.client.Client` runs this client on a
+    loop thread of its own.
     """
 
-    def __init__(self, endpoints: str | Iterable[str], *, timeout: float = _core.DEFAULT_TIMEOUT,
+    def __init__(self, endpoints: str | Iterable[str], *, timeout: float = DEFAULT_TIMEOUT,
                  breaker_threshold: int = 3, breaker_cooldown: float = 2.0,
-                 max_sessions: int = _core.DEFAULT_MAX_SESSIONS) -> None:
-        self.endpoints = _core.parse_endpoints(endpoints)
+                 max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
+        self.endpoints = parse_endpoints(endpoints)
         self.timeout = timeout
-        self._router = Router(self.endpoints, threshold=breaker_threshold, cooldown=breaker_cooldown)
+        self._clock: Clock = time.monotonic
+        self._rng = random.Random()
+        self._router = Router(self.endpoints, threshold=breaker_threshold, cooldown=breaker_cooldown,
+                              clock=self._clock)
         self._stubs: dict[str, _Stubs] = {}
         self._pool = SessionPool(max_sessions)
         self._pool_waiters: deque[asyncio.Future[None]] = deque()
@@ -105,18 +132,18 @@ class AsyncClient:
     async def get(self, key: Bytesish, *, revision: int = 0, serializable: bool = False,
             timeout: float | None = None) -> KeyValue | None:
         """The current (or ``revision``'s) version of ``key``, or None."""
-        req = _core.range_request(to_bytes(key), revision=revision, serializable=serializable)
-        r = _core.range_from_pb(await self._invoke("kv", "Range", req, write=False, timeout=timeout))
+        req = _codec.range_request(to_bytes(key), revision=revision, serializable=serializable)
+        r = _codec.range_from_pb(await self._invoke("kv", "Range", req, write=False, timeout=timeout))
         return r.kvs[0] if r.kvs else None
 
     async def get_range(self, start: Bytesish, end: Bytesish | None = None, *, limit: int = 0,
                   revision: int = 0, serializable: bool = False, keys_only: bool = False,
                   timeout: float | None = None) -> list[KeyValue]:
         """Keys in ``[start, end)`` sorted (``end`` None: just ``start``; ``b"\\0"``: every key >= start)."""
-        req = _core.range_request(to_bytes(start), to_bytes(end, "end") if end else b"", limit=limit,
+        req = _codec.range_request(to_bytes(start), to_bytes(end, "end") if end else b"", limit=limit,
                                   revision=revision, serializable=serializable, keys_only=keys_only)
         resp = await self._invoke("kv", "Range", req, write=False, timeout=timeout)
-        return list(_core.range_from_pb(resp).kvs)
+        return list(_codec.range_from_pb(resp).kvs)
 
     async def get_prefix(self, prefix: Bytesish, *, limit: int = 0, revision: int = 0,
                    serializable: bool = False, keys_only: bool = False,
@@ -131,7 +158,7 @@ class AsyncClient:
         """Set ``key``; the new revision and the replaced version (``prev``, if ``prev_kv``)."""
         req = kv_pb2.PutRequest(key=to_bytes(key), value=to_bytes(value, "value"), lease=lease,
                                 prev_kv=prev_kv)
-        return _core.put_from_pb(await self._write("kv", "Put", req, timeout))
+        return _codec.put_from_pb(await self._write("kv", "Put", req, timeout))
 
     async def delete(self, key: Bytesish, *, timeout: float | None = None) -> int:
         """Delete ``key``; how many keys were deleted (0 or 1)."""
@@ -152,10 +179,10 @@ class AsyncClient:
             failure: Sequence[Op] = (), *, timeout: float | None = None) -> TxnResult:
         """If every compare holds run ``success``, else ``failure``, atomically.
         Unpacks as ``ok, results``."""
-        req = _core.txn_request(compare, success, failure)
-        if _core.txn_writes(success, failure):
-            return _core.txn_from_pb(await self._write("kv", "Txn", req, timeout))
-        return _core.txn_from_pb(await self._invoke("kv", "Txn", req, write=False, timeout=timeout))
+        req = _codec.txn_request(compare, success, failure)
+        if _codec.txn_writes(success, failure):
+            return _codec.txn_from_pb(await self._write("kv", "Txn", req, timeout))
+        return _codec.txn_from_pb(await self._invoke("kv", "Txn", req, write=False, timeout=timeout))
 
     async def compact(self, revision: int, *, timeout: float | None = None) -> int:
         """Drop the history below ``revision``; the store's revision."""
@@ -167,10 +194,10 @@ class AsyncClient:
         members = list(await asyncio.gather(
             *(self._status_of(ep, timeout) for ep in self._router.discovery_targets())))
         seen = {m.endpoint for m in members}
-        members += [_core.member_status(ep, error="skipped: circuit breaker open")
+        members += [_codec.member_status(ep, error="skipped: circuit breaker open")
                     for ep in self._router.endpoints if ep not in seen]
         self._router.learn(members)
-        return _core.cluster_status(members, self._router.ids)
+        return _codec.cluster_status(members, self._router.ids)
 
     # ---------------------------------------------------------------------------------- membership
 
@@ -228,21 +255,25 @@ class AsyncClient:
 
     # ---------------------------------------------------------------------------------- internals
 
+    def _call(self, timeout: float, write: bool, idempotent: bool) -> CallState:
+        """A new call's bookkeeping, on this client's clock and random source."""
+        return CallState(timeout, write, idempotent, clock=self._clock, rng=self._rng)
+
     def _get_stubs(self, ep: str) -> _Stubs:
         if self._closed:
             raise CoterieError("the client is closed", retriable=False)
         s = self._stubs.get(ep)
         if s is None:
-            s = self._stubs[ep] = _Stubs(grpc.aio.insecure_channel(ep, options=_core.CHANNEL_OPTIONS))
+            s = self._stubs[ep] = _Stubs(grpc.aio.insecure_channel(ep, options=CHANNEL_OPTIONS))
         return s
 
     async def _status_of(self, ep: str, timeout: float) -> MemberStatus:
         try:
             pb = await self._get_stubs(ep).cluster.Status(cluster_pb2.StatusRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            return _core.member_status(ep, error=str(map_rpc_error(exc, endpoint=ep, write=False,
+            return _codec.member_status(ep, error=str(map_rpc_error(exc, endpoint=ep, write=False,
                                                                    idempotent=True)))
-        return _core.member_status(ep, pb)
+        return _codec.member_status(ep, pb)
 
     async def _discover(self, call: CallState) -> None:
         t = min(0.5, call.remaining())
@@ -255,7 +286,7 @@ class AsyncClient:
         """Send ``request`` as is (header included) until it succeeds, fails for good, or the
         deadline passes; following leader hints and backing off between failures."""
         if call is None:
-            call = CallState(self.timeout if timeout is None else timeout, write, idempotent)
+            call = self._call(self.timeout if timeout is None else timeout, write, idempotent)
         while True:
             exhausted = call.exhausted()
             if exhausted is not None:
@@ -275,8 +306,7 @@ class AsyncClient:
                 redirect = self._router.failure(ep, err) and not call.redirected
                 call.redirected = redirect
                 if not redirect:
-                    await asyncio.sleep(max(0.0, min(backoff(call.backoffs), call.remaining())))
-                    call.backoffs += 1
+                    await asyncio.sleep(call.next_backoff())
                 continue
             self._router.success(ep)
             return resp
@@ -293,7 +323,7 @@ class AsyncClient:
         async def close_one(sid: int) -> None:
             with contextlib.suppress(CoterieError):
                 await self._invoke("session", "Close", kv_pb2.SessionCloseRequest(session_id=sid),
-                                   write=True, call=CallState(budget, True, True))
+                                   write=True, call=self._call(budget, True, True))
 
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(close_one(sid) for sid in ids)), budget)
@@ -314,11 +344,11 @@ class AsyncClient:
         gives up (deadline, cancellation) after being woken passes the wake-up on, so no waiter
         sleeps while a session is idle."""
         while True:
-            s = self._pool.take(time.monotonic())
+            s = self._pool.take(self._clock())
             if s is not None:
                 break
             if call.remaining() <= 0:
-                raise _core.pool_timeout_error(call.timeout, self._pool.max_sessions)
+                raise pool_timeout_error(call.timeout, self._pool.max_sessions)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._pool_waiters.append(fut)
             self._pool.waiting += 1
@@ -336,13 +366,13 @@ class AsyncClient:
                 self._pool.waiting -= 1
         if s.session_id:
             return s
-        open_call = CallState(max(0.0, call.remaining()), True, True)
+        open_call = self._call(max(0.0, call.remaining()), True, True)
         try:
             resp = await self._invoke("session", "Open", kv_pb2.SessionOpenRequest(), write=True,
                                       call=open_call)
         except BaseException as exc:
             self._settle(s, retire=True)
-            err = _core.session_open_error(exc, call.timeout)
+            err = session_open_error(exc, call.timeout)
             if err is exc:
                 raise
             raise err from exc
@@ -366,14 +396,14 @@ class AsyncClient:
         and the state machine refuses the old one as stale should it still arrive. A session the
         cluster does not know (expired) is dropped and, if the write cannot have been applied, the
         write is sent again in another."""
-        call = CallState(self.timeout if timeout is None else timeout, True, True)
-        for _ in range(_core.WRITE_SESSION_TRIES):
+        call = self._call(self.timeout if timeout is None else timeout, True, True)
+        for _ in range(WRITE_SESSION_TRIES):
             s = await self._take_session(call)
             try:
                 request.header.CopyFrom(s.next_header())
                 resp = await self._invoke(service, method, request, write=True, call=call)
             except BaseException as exc:
-                retire, err = _core.failed_write(exc, call)
+                retire, err = failed_write(exc, call)
                 self._settle(s, retire=retire)
                 if err is None:
                     continue
@@ -382,7 +412,7 @@ class AsyncClient:
                 raise err from exc
             self._settle(s, acknowledged_at=call.started)
             return resp
-        raise _core.sessions_kept_expiring()
+        raise sessions_kept_expiring()
 
 
 def _task_cancelled() -> bool:
@@ -472,7 +502,7 @@ class AsyncWatch:
         closed). Retries with back-off; raises :class:`DeadlineExceeded` after the client's
         ``timeout``, or the fatal error of the create."""
         cl = self._client
-        st = CallState(cl.timeout, False, True)
+        st = cl._call(cl.timeout, False, True)
         while not self._closed:
             exhausted = st.exhausted()
             if exhausted is not None:
@@ -499,12 +529,12 @@ class AsyncWatch:
                     return
                 err = Unavailable("the watch create was cancelled", code="CANCELLED", endpoint=ep)
             except grpc.aio.AioRpcError as exc:
-                err, fatal = _core.watch_stream_error(exc, ep)
+                err, fatal = watch_stream_error(exc, ep)
                 if fatal and not self._closed:
                     raise err from None
             else:
                 if first is grpc.aio.EOF:
-                    err = _core.watch_ended(ep)
+                    err = watch_ended(ep)
                 elif not first.created:
                     raise CoterieError("the watch stream did not start with a created response",
                                        endpoint=ep)
@@ -520,9 +550,7 @@ class AsyncWatch:
             cl._router.failure(ep, err)
             self._avoid = ep
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed_event.wait(),
-                                       max(0.0, min(backoff(st.backoffs), st.remaining())))
-            st.backoffs += 1
+                await asyncio.wait_for(self._closed_event.wait(), st.next_backoff())
 
     async def __anext__(self) -> WatchEvent:
         while True:
@@ -548,7 +576,7 @@ class AsyncWatch:
             except grpc.aio.AioRpcError as exc:
                 if self._closed:
                     raise StopAsyncIteration from None
-                err, fatal = _core.watch_stream_error(exc, ep)
+                err, fatal = watch_stream_error(exc, ep)
                 if fatal:
                     self._finish()
                     raise err from None
@@ -557,7 +585,7 @@ class AsyncWatch:
             if resp is grpc.aio.EOF:
                 if self._closed:
                     raise StopAsyncIteration
-                await self._resume(ep, _core.watch_ended(ep))
+                await self._resume(ep, watch_ended(ep))
                 continue
             try:
                 self._buffer.extend(self._state.on_response(resp, ep))

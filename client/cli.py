@@ -150,7 +150,7 @@ def _ask_status(ep: str, timeout: float) -> tuple[Any, Any, str | None]:
 
     from coterie.v1 import cluster_pb2, cluster_pb2_grpc
 
-    from . import _core
+    from ._errors import map_rpc_error
 
     try:
         with grpc.insecure_channel(ep) as ch:
@@ -161,7 +161,7 @@ def _ask_status(ep: str, timeout: float) -> tuple[Any, Any, str | None]:
             except grpc.RpcError:
                 ml = None
     except grpc.RpcError as exc:
-        return None, None, _core.map_rpc_error(exc, endpoint=ep, write=False, idempotent=True).message
+        return None, None, map_rpc_error(exc, endpoint=ep, write=False, idempotent=True).message
     return st, ml, None
 
 
@@ -175,7 +175,7 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
     A row's ``error`` is None iff that member answered."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import _core
+    from ._codec import member_status
 
     asked: dict[str, tuple[Any, Any, str | None]] = {}
 
@@ -199,7 +199,7 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
     for st, _, _ in asked.values():
         if st is not None:
             names.setdefault(st.member_id, st.name)
-            if _core.member_status(st.name, st).role == "leader":  # its per-peer progress
+            if member_status(st.name, st).role == "leader":  # its per-peer progress
                 progress = {p.id: p for p in st.progress}
 
     rows: list[dict[str, Any]] = []
@@ -217,7 +217,7 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
         if st is not None:
             if st.member_id in seen:
                 continue  # the same member under two endpoints
-            ms = _core.member_status(ep, st)
+            ms = member_status(ep, st)
             first, last = int(st.first_index), int(st.last_index)
             row.update(name=ms.name, id=ms.member_id, role=ms.role, term=ms.term, leader=ms.leader_id,
                        leader_name=names.get(ms.leader_id, ""), commit=ms.commit_index,
@@ -262,9 +262,9 @@ def _last_contact(r: dict[str, Any]) -> str:
 def status(ctx: click.Context, output: str | None) -> None:
     """One row per member: name, addresses, role, term, leader, commit and applied index, log size
     (entries held), last contact with the leader. Exits 1 if no member answers or none knows a leader."""
-    from . import _core
+    from ._router import parse_endpoints
 
-    eps = _core.parse_endpoints(ctx.obj["endpoints"])
+    eps = parse_endpoints(ctx.obj["endpoints"])
     rows = _member_rows(eps, min(float(ctx.obj["timeout"]), 2.0))
     if _fmt(ctx, output) == "json":
         click.echo(json.dumps(rows, indent=2))

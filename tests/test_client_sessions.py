@@ -1,4 +1,4 @@
-"""The client's pool of exactly-once sessions (``client/_core.py`` :class:`SessionPool`), in memory and
+"""The client's pool of exactly-once sessions (``client/_sessions.py`` :class:`SessionPool`), in memory and
 against three real ``coterie node`` processes (``tests/proc_cluster.py``).
 
 - The pool's bookkeeping: the bound, last-in first-out reuse, stale idle sessions dropped, seq never
@@ -27,7 +27,8 @@ import grpc  # type: ignore[import-untyped]
 import pytest
 
 from coterie.client import AsyncClient, Client, CoterieError
-from coterie.client._core import Router, SessionPool
+from coterie.client._router import Router
+from coterie.client._sessions import SessionPool
 from coterie.client.errors import NotLeader, OutcomeUnknown
 from coterie.v1 import cluster_pb2, faults_pb2, faults_pb2_grpc, kv_pb2, kv_pb2_grpc
 from tests.proc_cluster import NAMES, ProcCluster, cluster, poll

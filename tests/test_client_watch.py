@@ -40,7 +40,7 @@ from coterie.client import (
     Watch,
     WatchEvent,
 )
-from coterie.client._core import WatchState
+from coterie.client._watch import WatchState
 from coterie.v1 import kv_pb2
 from tests.test_processes import NAMES, ProcCluster
 

@@ -547,9 +547,8 @@ def test_unexpected_error_is_internal() -> None:
     assert "ZeroDivisionError" in msg
 
 
-# ---- The one place this file uses the client's codec (coterie.client._core is being split; when
-# ---- it moves, only this import changes): a server error status, read back by the client.
-from coterie.client import _core as client_core  # noqa: E402
+# ---- A server error status, read back by the client's error mapping.
+from coterie.client import _errors as client_core  # noqa: E402
 from coterie.client import errors as client_errors  # noqa: E402
 
 

@@ -1,11 +1,41 @@
-"""The client's endpoint router without servers: discovery of members from Status answers and the
-choice of redirect target."""
+"""The client's routing and call bookkeeping without servers, on a fake clock and a seeded random
+source (nothing sleeps): discovery of members from Status answers, the choice of redirect target, the
+circuit breaker's cool-down, a call's deadline, attempts and jittered back-off, and the mapping of
+gRPC failures to typed errors."""
 
 from __future__ import annotations
 
-from coterie.client._core import Router
-from coterie.client.errors import NotLeader
+import random
+
+import grpc  # type: ignore[import-untyped]
+import pytest
+
+from coterie.client._call import MAX_ATTEMPTS, MIN_RETRY_SECONDS, CallState, backoff
+from coterie.client._errors import map_rpc_error
+from coterie.client._router import Router, parse_endpoints
+from coterie.client._sessions import session_open_error
+from coterie.client.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotLeader,
+    OutcomeUnknown,
+    ResourceExhausted,
+    Unavailable,
+)
 from coterie.client.types import MemberStatus
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, dt: float) -> None:
+        self.now += dt
 
 
 def _st(ep: str, mid: int, role: str, leader: int, known: tuple[tuple[int, str], ...]) -> MemberStatus:
@@ -62,11 +92,6 @@ class _FakeRpcError(Exception):
 
 
 def test_load_shedding_answers_are_retriable() -> None:
-    import grpc  # type: ignore[import-untyped]
-
-    from coterie.client._core import map_rpc_error
-    from coterie.client.errors import InvalidArgument, OutcomeUnknown, ResourceExhausted, Unavailable
-
     SC = grpc.StatusCode  # noqa: N806
     e = map_rpc_error(_FakeRpcError(SC.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!"),
                       endpoint="a", write=True, idempotent=True)
@@ -89,9 +114,6 @@ def test_load_shedding_answers_are_retriable() -> None:
 
 
 def test_a_write_that_could_not_open_a_session_was_not_applied() -> None:
-    from coterie.client._core import session_open_error
-    from coterie.client.errors import DeadlineExceeded, InvalidArgument, OutcomeUnknown
-
     # The last Session.Open attempt timed out (its own outcome unknown): the write itself was never sent.
     opened = DeadlineExceeded("the write did not complete ... may or may not have been applied",
                               retriable=False, last_error=OutcomeUnknown("attempt timed out"))
@@ -100,3 +122,115 @@ def test_a_write_that_could_not_open_a_session_was_not_applied() -> None:
     assert isinstance(err.last_error, OutcomeUnknown)
     bad = InvalidArgument("nope")
     assert session_open_error(bad, 2.0) is bad
+
+
+# ==================================================================================== on a fake clock
+
+
+def test_parse_endpoints() -> None:
+    assert parse_endpoints(" http://a:1, b:2 ,a:1,") == ["a:1", "b:2"]
+    assert parse_endpoints(["a:1", "a:1", "c:3"]) == ["a:1", "c:3"]
+    with pytest.raises(ValueError):
+        parse_endpoints(" , ")
+
+
+def test_breaker_opens_after_threshold_and_closes_after_cooldown() -> None:
+    clock = FakeClock()
+    eps = ["a:1", "b:1", "c:1"]
+    r = Router(eps, threshold=2, cooldown=5.0, clock=clock)
+    assert [r.pick() for _ in range(4)] == ["a:1", "b:1", "c:1", "a:1"]  # round robin, in order given
+    down = Unavailable("connect failed")
+    assert not r.failure("b:1", down)  # one failure: still usable
+    assert r.discovery_targets() == eps
+    assert not r.failure("b:1", down)  # the threshold: open for 5 s
+    assert r.breakers["b:1"].open_until == clock.now + 5.0
+    assert "b:1" not in [r.pick() for _ in range(6)]
+    assert r.discovery_targets() == ["a:1", "c:1"]
+    clock.advance(4.999)
+    assert "b:1" not in [r.pick() for _ in range(6)]
+    clock.advance(0.001)  # the cool-down is over
+    assert "b:1" in [r.pick() for _ in range(3)]
+    assert r.discovery_targets() == eps
+    r.success("b:1")
+    assert r.breakers["b:1"].failures == 0 and r.breakers["b:1"].open_until == 0.0
+
+
+def test_every_breaker_open_picks_the_one_closing_first() -> None:
+    clock = FakeClock()
+    r = Router(["a:1", "b:1"], threshold=1, cooldown=10.0, clock=clock)
+    r.failure("b:1", OutcomeUnknown("timed out"))
+    clock.advance(3.0)
+    r.failure("a:1", OutcomeUnknown("timed out"))
+    assert r.pick() == "b:1" and r.pick() == "b:1"
+    assert r.discovery_targets() == ["a:1", "b:1"]  # none usable: ask them all
+
+
+def test_leader_is_forgotten_when_it_fails_and_avoided() -> None:
+    clock = FakeClock()
+    r = Router(["a:1", "b:1", "c:1"], threshold=3, clock=clock)
+    r.leader = "b:1"
+    assert r.pick() == "b:1" and not r.needs_discovery()
+    assert not r.failure("b:1", Unavailable("member unavailable"))  # back off and rediscover
+    assert r.leader is None and r.needs_discovery()
+    r.leader = "b:1"
+    assert r.pick_avoiding("b:1") != "b:1" and r.leader is None
+    # A redirect names the leader: go at once; a NotLeader without a hint is no redirect.
+    assert r.failure("a:1", NotLeader("not the leader", leader_addr="c:1"))
+    assert r.leader == "c:1"
+    assert not r.failure("c:1", NotLeader("not the leader", leader_addr="c:1"))
+    assert r.leader is None
+
+
+def test_call_deadline_and_attempt_timeouts_follow_the_clock() -> None:
+    clock = FakeClock()
+    c = CallState(9.0, False, True, clock=clock, rng=random.Random(1))
+    assert c.started == clock.now and c.remaining() == 9.0
+    assert c.attempt_timeout() == 3.0  # a third of the call
+    assert c.exhausted() is None
+    clock.advance(8.5)
+    assert c.attempt_timeout() == pytest.approx(0.5)  # never past the deadline
+    c.attempts = 1
+    clock.advance(0.5 - MIN_RETRY_SECONDS / 2)  # too little left to start a retry
+    err = c.exhausted()
+    assert isinstance(err, DeadlineExceeded) and err.retriable and "call did not complete" in str(err)
+    # ... but the first attempt is always made.
+    c.attempts = 0
+    assert c.exhausted() is None
+    short = CallState(0.5, False, True, clock=clock)
+    assert short.attempt_timeout() == 0.5  # at least 1 s, within the call's timeout
+    many = CallState(60.0, False, True, clock=clock)
+    many.attempts = MAX_ATTEMPTS
+    assert isinstance(many.exhausted(), DeadlineExceeded)
+
+
+def test_a_write_that_may_have_been_applied_says_so_at_its_deadline() -> None:
+    clock = FakeClock()
+    c = CallState(2.0, True, True, clock=clock)
+    c.failed(Unavailable("failed to connect to all addresses"))  # never reached a member
+    assert not c.maybe_applied
+    c.failed(Unavailable("member unavailable: socket closed"))  # it may have been received
+    assert c.maybe_applied
+    c.attempts = 2
+    clock.advance(2.0)
+    err = c.exhausted()
+    assert isinstance(err, DeadlineExceeded) and not err.retriable
+    assert "may or may not have been applied" in str(err) and err.last_error is c.last
+
+
+def test_backoff_is_jittered_exponential_and_deterministic_with_a_seed() -> None:
+    draws = [backoff(a, random.Random(7)) for a in range(8)]
+    assert draws == [backoff(a, random.Random(7)) for a in range(8)]
+    for a, d in enumerate(draws):
+        assert 0.0 <= d <= min(1.0, 0.05 * 2 ** a)
+    rng = random.Random(3)
+    assert max(backoff(40, rng) for _ in range(200)) <= 1.0  # capped
+    clock = FakeClock()
+    c = CallState(10.0, False, True, clock=clock, rng=random.Random(5))
+    expected_rng = random.Random(5)
+    for i in range(5):
+        assert c.next_backoff() == backoff(i, expected_rng)
+    assert c.backoffs == 5
+    clock.advance(10.0 - 0.001)
+    assert c.next_backoff() <= 0.001  # never past the deadline
+    clock.advance(1.0)
+    assert c.next_backoff() == 0.0

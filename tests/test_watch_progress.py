@@ -16,7 +16,7 @@ import grpc  # type: ignore[import-untyped]
 import pytest
 
 from coterie.client import Client, WatchEvent
-from coterie.client._core import WatchState
+from coterie.client._watch import WatchState
 from coterie.node.server import watch as watch_mod
 from coterie.v1 import faults_pb2, faults_pb2_grpc, kv_pb2
 from tests.proc_cluster import NAMES, cluster, poll
