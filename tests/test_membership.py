@@ -405,6 +405,7 @@ def test_member_table_is_replicated_state_kept_by_snapshots() -> None:
     restored = StateMachine.from_snapshot(snap)
     assert restored.members == sm.members and restored.snapshot() == snap
     old = msgpack.unpackb(snap, raw=False)[:6]
+    old[1] = 1  # a version-1 snapshot: no members (and no leases)
     assert len(StateMachine.from_snapshot(msgpack.packb(old, use_bin_type=True)).members) == 0
     with pytest.raises(InvalidArgument):
         MemberTable.load([[[1, "n1", "h:1"]], []])
