@@ -15,6 +15,8 @@ Clock = Callable[[], float]
 """Monotonic seconds (``time.monotonic`` unless a test injects a fake)."""
 
 DEFAULT_TIMEOUT = 10.0
+"""Seconds per call, retries included: the one default of :class:`~coterie.client.Client`,
+:class:`~coterie.client.AsyncClient` and the CLI's ``--timeout``."""
 MAX_ATTEMPTS = 200
 """A hard bound on the attempts of one call, besides its deadline."""
 MIN_RETRY_SECONDS = 0.1
@@ -34,7 +36,7 @@ def deadline_error(timeout: float, attempts: int, last: CoterieError | None, *, 
     if write and maybe_applied:
         msg = (f"the write did not complete within {timeout:.1f} s ({attempts} attempts) and may or "
                "may not have been applied; a new call is safe only if the write is idempotent")
-        return DeadlineExceeded(msg + why, retriable=False, last_error=last)
+        return DeadlineExceeded(msg + why, retriable=False, last_error=last, unsafe=True)
     what = "write (not applied)" if write else "call"
     return DeadlineExceeded(f"the {what} did not complete within {timeout:.1f} s ({attempts} attempts)"
                             + why, retriable=True, last_error=last)

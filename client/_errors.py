@@ -112,4 +112,5 @@ def map_rpc_error(exc: Any, *, endpoint: str, write: bool, idempotent: bool) -> 
             return OutcomeUnknown(f"the server canceled the call; the write may or may not have been "
                                   f"applied: {details}", retriable=idempotent, **kw)
         return Unavailable(f"the server canceled the call: {details}", **kw)
-    return CoterieError(f"call failed with {name}: {details}", retriable=False, **kw)
+    return CoterieError(f"call failed with {name}: {details}", retriable=False,
+                        unsafe=write and not idempotent, **kw)

@@ -31,7 +31,7 @@ from ._sessions import (
     sessions_kept_expiring,
 )
 from ._watch import WatchState, watch_ended, watch_stream_error
-from .errors import CoterieError, Unavailable
+from .errors import ClientClosed, CoterieError, InvalidArgument, Unavailable
 from .membership import Member, add_request, member_from_pb, members_from_pb
 from .types import (
     Bytesish,
@@ -87,6 +87,8 @@ class AsyncClient:
                  breaker_threshold: int = 3, breaker_cooldown: float = 2.0,
                  max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
         self.endpoints = parse_endpoints(endpoints)
+        if not (isinstance(timeout, int | float) and timeout > 0):
+            raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = timeout
         self._clock: Clock = time.monotonic
         self._rng = random.Random()
@@ -261,7 +263,7 @@ class AsyncClient:
 
     def _get_stubs(self, ep: str) -> _Stubs:
         if self._closed:
-            raise CoterieError("the client is closed", retriable=False)
+            raise ClientClosed()
         s = self._stubs.get(ep)
         if s is None:
             s = self._stubs[ep] = _Stubs(grpc.aio.insecure_channel(ep, options=CHANNEL_OPTIONS))

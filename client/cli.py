@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import click
 
+from ._call import DEFAULT_TIMEOUT
+
 DEFAULT_ENDPOINTS = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,8 +75,8 @@ class _Main(click.Group):
               help="Comma-separated HOST:PORT client addresses (env COTERIE_ENDPOINTS).")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
-@click.option("--timeout", type=float, default=5.0, show_default=True,
-              help="Seconds per request (retries included).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT,
+              show_default=True, help="Seconds per request, retries included (the client's default).")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, endpoints: str, output: str, timeout: float) -> None:
     """coterie: a coordination service on Raft."""
