@@ -43,6 +43,7 @@ from .config import NodeConfig, NodeConfigError
 from .driver import Driver, seeded_rng
 from .fault_admin import add_fault_admin
 from .info import MemberInfo, NodeInfo
+from .malformed import MalformedRequests
 from .members import ClusterPeerService, Membership, join_cluster
 from .peer import MAX_PEER_MESSAGE, Faults, PeerServicer, PeerTransport
 from .services import MAX_RECEIVE_MESSAGE_LENGTH, add_services
@@ -263,7 +264,7 @@ class Node:
         _listen(self.peer_server, cfg.peer_addr, "--peer-addr")
         self.client_server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_LENGTH), no_reuse],
-            maximum_concurrent_rpcs=4096)
+            maximum_concurrent_rpcs=4096, interceptors=[MalformedRequests()])
         self._add_client_services()
         _listen(self.client_server, cfg.client_addr, "--client-addr")
         await self.peer_server.start()
