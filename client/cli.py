@@ -195,7 +195,10 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
             prev = members.get(m.id)
             if prev is None or (m.client_addr and not prev.client_addr):
                 members[m.id] = m
-    ask([m.client_addr for m in members.values() if m.client_addr])
+    # A member that answered at an endpoint given is not asked again at the address it advertises
+    # (behind NAT or in containers, that address may mean nothing here).
+    answered = {st.member_id for st, _, _ in asked.values() if st is not None}
+    ask([m.client_addr for m in members.values() if m.client_addr and m.id not in answered])
     progress: dict[int, Any] = {}
     names = {mid: m.name for mid, m in members.items() if m.name}
     for st, _, _ in asked.values():
@@ -206,7 +209,10 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
-    for ep, (st, _, err) in asked.items():
+    # One row per member, by id: the answers first, then the failures of members no endpoint answered
+    # for (a member is asked at most at the endpoints given and at its advertised address).
+    order = sorted(asked.items(), key=lambda item: item[1][0] is None)
+    for ep, (st, _, err) in order:
         m = members.get(st.member_id) if st is not None else next(
             (x for x in members.values() if x.client_addr == ep), None)
         row: dict[str, Any] = {
@@ -228,6 +234,8 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
                        leader_contact_seconds=(_seconds(st.leader_contact_seconds)
                                                if ms.role != "leader" else None))
         if row["id"]:
+            if st is None and row["id"] in seen:
+                continue  # that member answered at another endpoint
             seen.add(row["id"])
             p = progress.get(row["id"])
             if p is not None:

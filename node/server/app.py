@@ -274,15 +274,16 @@ class Node:
         assert self.membership is not None
         self.membership.start()
         log.info("node started", extra={"node": cfg.name, "id": self.id, "cluster": self.cluster_id,
-                                        "client": cfg.client_addr, "peer": cfg.peer_addr})
+                                        "client": cfg.client_addr, "peer": cfg.peer_addr,
+                                        "advertised_client": cfg.advertised_client_addr})
 
     def _add_client_services(self) -> None:
         members = {self.ids[n]: MemberInfo(id=self.ids[n], name=n, peer_addr=a, client_addr="")
                    for n, a in self.cfg.initial_cluster.items()}
         members[self.id] = MemberInfo(id=self.id, name=self.cfg.name, peer_addr=self.cfg.peer_addr,
-                                      client_addr=self.cfg.client_addr)
+                                      client_addr=self.cfg.advertised_client_addr)
         info = NodeInfo(id=self.id, name=self.cfg.name, cluster_id=self.cluster_id,
-                        client_addr=self.cfg.client_addr, peer_addr=self.cfg.peer_addr,
+                        client_addr=self.cfg.advertised_client_addr, peer_addr=self.cfg.peer_addr,
                         members=members, unsafe_local_reads=self.cfg.unsafe_local_reads)
         self.membership = self._membership(info)
         add_services(self.client_server, self.driver, info, membership=self.membership)
@@ -291,7 +292,7 @@ class Node:
     def _membership(self, info: NodeInfo) -> Membership:
         """The membership view and operations, with the ClusterPeer service on the peer listener."""
         m = Membership(self.driver, info, local=self.local, transport=self.transport,
-                       attrs=MemberAttrs(self.cfg.name, self.cfg.peer_addr, self.cfg.client_addr),
+                       attrs=MemberAttrs(self.cfg.name, self.cfg.peer_addr, self.cfg.advertised_client_addr),
                        publish_interval=max(0.2, 5 * self.cfg.tick_interval))
         m.on_removed = self._on_removed
         cluster_pb2_grpc.add_ClusterPeerServicer_to_server(ClusterPeerService(m), self.peer_server)
