@@ -186,7 +186,10 @@ def session_open_error(exc: BaseException, timeout: float) -> BaseException:
     "not applied" and safe to retry."""
     if isinstance(exc, DeadlineExceeded | OutcomeUnknown):
         last = exc.last_error if isinstance(exc, DeadlineExceeded) and exc.last_error else exc
+        # A deadline's message goes on with the outage summary (if any) and the last error: keep them.
+        _, sep, rest = exc.message.partition("; ")
+        why = rest if isinstance(exc, DeadlineExceeded) and sep else f"last error: {last.message}"
         return DeadlineExceeded(
-            f"the write (not applied) could not open a session within {timeout:.1f} s; last error: "
-            f"{last.message}", retriable=True, last_error=last)
+            f"the write (not applied) could not open a session within {timeout:.1f} s; {why}",
+            retriable=True, last_error=last)
     return exc

@@ -280,8 +280,14 @@ class AsyncClient:
     async def _discover(self, call: CallState) -> None:
         t = min(0.5, call.remaining())
         if t > 0:
-            self._router.learn(await asyncio.gather(
-                *(self._status_of(ep, t) for ep in self._router.discovery_targets())))
+            statuses = await asyncio.gather(
+                *(self._status_of(ep, t) for ep in self._router.discovery_targets()))
+            for st in statuses:
+                if st.error is None:
+                    call.saw(st.endpoint, None, st.role)
+                elif st.endpoint not in call.seen or not call.seen[st.endpoint][0]:
+                    call.seen[st.endpoint] = (False, st.error)
+            self._router.learn(statuses)
 
     async def _invoke(self, service: str, method: str, request: Any, *, write: bool, idempotent: bool = True,
                 timeout: float | None = None, call: CallState | None = None) -> Any:
@@ -290,7 +296,7 @@ class AsyncClient:
         if call is None:
             call = self._call(self.timeout if timeout is None else timeout, write, idempotent)
         while True:
-            exhausted = call.exhausted()
+            exhausted = call.exhausted(self._router.endpoints)
             if exhausted is not None:
                 raise exhausted
             if self._router.needs_discovery():
@@ -303,6 +309,7 @@ class AsyncClient:
             except grpc.aio.AioRpcError as exc:
                 err = map_rpc_error(exc, endpoint=ep, write=write, idempotent=idempotent)
                 call.failed(err)
+                call.saw(ep, err)
                 if not err.retriable:
                     raise err from None
                 redirect = self._router.failure(ep, err) and not call.redirected
