@@ -13,11 +13,13 @@ take an injected clock (and random source), so their tests need no sleeps. Nothi
 
 from .aio import AsyncClient, AsyncWatch
 from .errors import (
+    ClientClosed,
     Compacted,
     CoterieError,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
+    InvalidEndpoint,
     NotLeader,
     OutcomeUnknown,
     ResourceExhausted,
@@ -42,6 +44,7 @@ __all__ = [
     "AsyncClient",
     "AsyncWatch",
     "Client",
+    "ClientClosed",
     "ClusterStatus",
     "Compacted",
     "Compare",
@@ -50,6 +53,7 @@ __all__ = [
     "DeleteResult",
     "FailedPrecondition",
     "InvalidArgument",
+    "InvalidEndpoint",
     "KeyValue",
     "MemberStatus",
     "NotLeader",

@@ -80,7 +80,8 @@ def map_rpc_error(exc: Any, *, endpoint: str, write: bool, idempotent: bool) -> 
         return SessionExpired(f"session {detail.session_id} expired or is unknown: {details}", **kw)
     if code == SC.FAILED_PRECONDITION:
         if leader_id or leader_addr:
-            return NotLeader(f"not the leader: {details}", leader_id=leader_id, leader_addr=leader_addr, **kw)
+            what = details if details.startswith("not the leader") else f"not the leader: {details}"
+            return NotLeader(what, leader_id=leader_id, leader_addr=leader_addr, **kw)
         return FailedPrecondition(f"failed precondition: {details}", **kw)
     if code == SC.RESOURCE_EXHAUSTED:
         # The node's own queue bound says "overloaded"; gRPC's server says "Concurrent RPC limit
@@ -95,7 +96,8 @@ def map_rpc_error(exc: Any, *, endpoint: str, write: bool, idempotent: bool) -> 
                 f"the write may or may not have been applied: {details}", retriable=idempotent, **kw
             )
         if leader_id or leader_addr or details.startswith("not the leader"):
-            return NotLeader(f"not the leader: {details}", leader_id=leader_id, leader_addr=leader_addr, **kw)
+            what = details if details.startswith("not the leader") else f"not the leader: {details}"
+            return NotLeader(what, leader_id=leader_id, leader_addr=leader_addr, **kw)
         return Unavailable(f"member unavailable: {details}", **kw)
     if code == SC.DEADLINE_EXCEEDED:
         if write:
@@ -112,4 +114,5 @@ def map_rpc_error(exc: Any, *, endpoint: str, write: bool, idempotent: bool) -> 
             return OutcomeUnknown(f"the server canceled the call; the write may or may not have been "
                                   f"applied: {details}", retriable=idempotent, **kw)
         return Unavailable(f"the server canceled the call: {details}", **kw)
-    return CoterieError(f"call failed with {name}: {details}", retriable=False, **kw)
+    return CoterieError(f"call failed with {name}: {details}", retriable=False,
+                        unsafe=write and not idempotent, **kw)

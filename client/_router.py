@@ -5,28 +5,86 @@ breaker's cool-down is tested without waiting."""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ._call import Clock
-from .errors import CoterieError, NotLeader, OutcomeUnknown, Unavailable
+from .errors import CoterieError, InvalidEndpoint, NotLeader, OutcomeUnknown, Unavailable
 from .types import MemberStatus
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+_FORMS = "expected HOST:PORT, e.g. 127.0.0.1:7001, node1:7001 or [::1]:7001"
+
+
+def parse_endpoint(endpoint: str) -> str:
+    """One endpoint, checked: ``HOST:PORT`` with a port in 1..65535 and a host name or IPv4 address,
+    or ``[IPV6]:PORT``; an ``http://`` prefix is dropped. Returns it as gRPC takes it; raises
+    :class:`InvalidEndpoint` naming it and what is wrong (gRPC itself would, for ``localhost``, try
+    port 443 until the deadline, and for port 99999 silently connect to 34463)."""
+    e = endpoint.strip()
+    if e.startswith("http://"):
+        e = e[len("http://"):]
+    e = e.rstrip("/")
+
+    def bad(why: str) -> InvalidEndpoint:
+        return InvalidEndpoint(f"invalid endpoint {endpoint!r}: {why} ({_FORMS})", bad=endpoint)
+
+    if not e:
+        raise bad("empty")
+    if e.startswith("["):
+        close = e.find("]")
+        if close < 0:
+            raise bad("no ']' after the IPv6 address")
+        host, rest = e[1:close], e[close + 1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad(f"{host!r} is not an IPv6 address") from None
+        if not rest.startswith(":"):
+            raise bad("no port")
+        port = rest[1:]
+    else:
+        host, sep, port = e.rpartition(":")
+        if not sep:
+            raise bad("no port")
+        if ":" in host:
+            raise bad("an IPv6 address must be in brackets")
+        if not host:
+            raise bad("no host")
+        if not set(host) <= _HOST_CHARS:
+            raise bad(f"{host!r} is not a host name or address")
+    if not port.isdigit() or not port.isascii():
+        raise bad(f"port {port!r} is not a number" if port else "no port")
+    if not 1 <= int(port) <= 65535:
+        raise bad(f"port {int(port)} is out of range (1-65535)")
+    return f"[{host}]:{int(port)}" if e.startswith("[") else f"{host}:{int(port)}"
 
 
 def parse_endpoints(endpoints: str | Iterable[str]) -> list[str]:
-    """``"h:p,h:p"`` or a list of ``"h:p"`` as a list without duplicates; at least one."""
-    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+    """``"h:p,h:p"`` or a list of ``"h:p"`` as a list without duplicates; at least one. Each is
+    checked by :func:`parse_endpoint`; :class:`InvalidEndpoint` (an :class:`InvalidArgument` and a
+    ``ValueError``) names the first bad one."""
+    if isinstance(endpoints, str):
+        items = endpoints.split(",")
+    elif isinstance(endpoints, Iterable):
+        items = list(endpoints)
+    else:
+        raise InvalidEndpoint("endpoints must be a string or a list of strings, not "
+                              f"{type(endpoints).__name__}")
     out: list[str] = []
     for e in items:
-        e = e.strip()
-        if e.startswith("http://"):
-            e = e[len("http://"):]
-        if e and e not in out:
-            out.append(e)
+        if not isinstance(e, str):
+            raise InvalidEndpoint(f"an endpoint must be a string, not {type(e).__name__}: {e!r}")
+        if not e.strip():
+            continue
+        ep = parse_endpoint(e)
+        if ep not in out:
+            out.append(ep)
     if not out:
-        raise ValueError("no endpoint given: expected 'host:port[,host:port...]'")
+        raise InvalidEndpoint(f"no endpoint given ({_FORMS}[,HOST:PORT...])")
     return out
 
 

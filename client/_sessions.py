@@ -10,7 +10,7 @@ from typing import Any
 from coterie.v1 import kv_pb2
 
 from ._call import CallState
-from .errors import CoterieError, DeadlineExceeded, FailedPrecondition, OutcomeUnknown, SessionExpired
+from .errors import ClientClosed, DeadlineExceeded, FailedPrecondition, OutcomeUnknown, SessionExpired
 
 DEFAULT_MAX_SESSIONS = 64
 """How many exactly-once sessions one client keeps at most by default: how many of its writes can be
@@ -93,9 +93,9 @@ class SessionPool:
         """An idle session that is not stale (``session_id != 0``), else a new unopened one
         (``session_id == 0``, counted against the bound: open it, then :meth:`opened` or
         :meth:`retire`), else None when ``max_sessions`` are taken (wait for :meth:`give_back` or
-        :meth:`retire`). Raises :class:`CoterieError` once closed."""
+        :meth:`retire`). Raises :class:`ClientClosed` once closed."""
         if self.closed:
-            raise CoterieError("the client is closed", retriable=False)
+            raise ClientClosed()
         while self.idle and self.idle[0].stale(now):  # the oldest are at the bottom
             self.idle.pop(0)
         s: SessionState | None = None
@@ -186,7 +186,10 @@ def session_open_error(exc: BaseException, timeout: float) -> BaseException:
     "not applied" and safe to retry."""
     if isinstance(exc, DeadlineExceeded | OutcomeUnknown):
         last = exc.last_error if isinstance(exc, DeadlineExceeded) and exc.last_error else exc
+        # A deadline's message goes on with the outage summary (if any) and the last error: keep them.
+        _, sep, rest = exc.message.partition("; ")
+        why = rest if isinstance(exc, DeadlineExceeded) and sep else f"last error: {last.message}"
         return DeadlineExceeded(
-            f"the write (not applied) could not open a session within {timeout:.1f} s; last error: "
-            f"{last.message}", retriable=True, last_error=last)
+            f"the write (not applied) could not open a session within {timeout:.1f} s; {why}",
+            retriable=True, last_error=last)
     return exc

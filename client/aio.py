@@ -31,7 +31,7 @@ from ._sessions import (
     sessions_kept_expiring,
 )
 from ._watch import WatchState, watch_ended, watch_stream_error
-from .errors import CoterieError, Unavailable
+from .errors import ClientClosed, CoterieError, InvalidArgument, Unavailable
 from .membership import Member, add_request, member_from_pb, members_from_pb
 from .types import (
     Bytesish,
@@ -87,6 +87,8 @@ class AsyncClient:
                  breaker_threshold: int = 3, breaker_cooldown: float = 2.0,
                  max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
         self.endpoints = parse_endpoints(endpoints)
+        if not (isinstance(timeout, int | float) and timeout > 0):
+            raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = timeout
         self._clock: Clock = time.monotonic
         self._rng = random.Random()
@@ -261,7 +263,7 @@ class AsyncClient:
 
     def _get_stubs(self, ep: str) -> _Stubs:
         if self._closed:
-            raise CoterieError("the client is closed", retriable=False)
+            raise ClientClosed()
         s = self._stubs.get(ep)
         if s is None:
             s = self._stubs[ep] = _Stubs(grpc.aio.insecure_channel(ep, options=CHANNEL_OPTIONS))
@@ -278,8 +280,14 @@ class AsyncClient:
     async def _discover(self, call: CallState) -> None:
         t = min(0.5, call.remaining())
         if t > 0:
-            self._router.learn(await asyncio.gather(
-                *(self._status_of(ep, t) for ep in self._router.discovery_targets())))
+            statuses = await asyncio.gather(
+                *(self._status_of(ep, t) for ep in self._router.discovery_targets()))
+            for st in statuses:
+                if st.error is None:
+                    call.saw(st.endpoint, None, st.role)
+                elif st.endpoint not in call.seen or not call.seen[st.endpoint][0]:
+                    call.seen[st.endpoint] = (False, st.error)
+            self._router.learn(statuses)
 
     async def _invoke(self, service: str, method: str, request: Any, *, write: bool, idempotent: bool = True,
                 timeout: float | None = None, call: CallState | None = None) -> Any:
@@ -288,7 +296,7 @@ class AsyncClient:
         if call is None:
             call = self._call(self.timeout if timeout is None else timeout, write, idempotent)
         while True:
-            exhausted = call.exhausted()
+            exhausted = call.exhausted(self._router.endpoints)
             if exhausted is not None:
                 raise exhausted
             if self._router.needs_discovery():
@@ -301,6 +309,7 @@ class AsyncClient:
             except grpc.aio.AioRpcError as exc:
                 err = map_rpc_error(exc, endpoint=ep, write=write, idempotent=idempotent)
                 call.failed(err)
+                call.saw(ep, err)
                 if not err.retriable:
                     raise err from None
                 redirect = self._router.failure(ep, err) and not call.redirected

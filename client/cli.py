@@ -14,15 +14,19 @@ Without ``--debug`` a failure prints one ``error: ...`` line to stderr and exits
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import importlib
 import json
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+
+from ._call import DEFAULT_TIMEOUT
 
 DEFAULT_ENDPOINTS = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,17 +72,23 @@ class _Main(click.Group):
 
 @click.group(cls=_Main,
              context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "COTERIE"})
+@click.version_option(None, "--version", package_name="coterie", prog_name="coterie",
+                      message="%(prog)s %(version)s")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.option("--endpoints", envvar="COTERIE_ENDPOINTS", default=DEFAULT_ENDPOINTS, show_default=True,
               help="Comma-separated HOST:PORT client addresses (env COTERIE_ENDPOINTS).")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
-@click.option("--timeout", type=float, default=5.0, show_default=True,
-              help="Seconds per request (retries included).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT,
+              show_default=True, help="Seconds per request, retries included (the client's default).")
+@click.option("--base64", "b64", is_flag=True,
+              help="With -o json: every key and value as base64 (`key_base64`, `value_base64`), as "
+                   "etcdctl's -w json. Default: UTF-8 text (`key`, `value`), and base64 only for those "
+                   "that are not UTF-8 text.")
 @click.pass_context
-def main(ctx: click.Context, debug: bool, endpoints: str, output: str, timeout: float) -> None:
+def main(ctx: click.Context, debug: bool, endpoints: str, output: str, timeout: float, b64: bool) -> None:
     """coterie: a coordination service on Raft."""
-    ctx.obj = {"debug": debug, "endpoints": endpoints, "output": output, "timeout": timeout}
+    ctx.obj = {"debug": debug, "endpoints": endpoints, "output": output, "timeout": timeout, "base64": b64}
 
 
 # ============================================================================== client commands
@@ -125,8 +135,46 @@ def _client(ctx: click.Context) -> Any:
     return Client(ctx.obj["endpoints"], timeout=ctx.obj["timeout"])
 
 
+def _arg(s: str) -> bytes:
+    """A command-line argument as the bytes given (Python decodes argv with ``surrogateescape``, so
+    a key that is not UTF-8 comes back as the bytes typed)."""
+    return s.encode("utf-8", "surrogateescape")
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _text(b: bytes) -> str:
-    return b.decode("utf-8", errors="backslashreplace")
+    """``b`` for a terminal: UTF-8 text as is, but a backslash as ``\\\\``, control characters and
+    bytes that are not UTF-8 as ``\\n``, ``\\xNN``, ``\\u200e``..., so nothing printed can move the
+    cursor or recolour the terminal, and two different keys never print the same."""
+    out = []
+    for ch in b.decode("utf-8", errors="surrogateescape"):
+        o = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif o < 0x100:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+    return "".join(out)
+
+
+def _json_bytes(out: dict[str, Any], field: str, b: bytes) -> None:
+    """Set ``field`` of a JSON object to ``b``: as UTF-8 text, or as ``<field>_base64`` when it is not
+    UTF-8 text or the global ``--base64`` is given, so the two can never be confused."""
+    ctx = click.get_current_context(silent=True)
+    if not (ctx is not None and ctx.find_root().obj and ctx.find_root().obj.get("base64")):
+        try:
+            out[field] = b.decode("utf-8")
+            return
+        except UnicodeDecodeError:
+            pass
+    out[f"{field}_base64"] = base64.b64encode(b).decode("ascii")
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -140,8 +188,12 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def _kv_dict(kv: Any) -> dict[str, Any]:
-    return {"key": _text(kv.key), "value": _text(kv.value), "create_revision": kv.create_revision,
-            "mod_revision": kv.mod_revision, "version": kv.version, "lease": kv.lease}
+    out: dict[str, Any] = {}
+    _json_bytes(out, "key", kv.key)
+    _json_bytes(out, "value", kv.value)
+    out.update({"create_revision": kv.create_revision, "mod_revision": kv.mod_revision,
+                "version": kv.version, "lease": kv.lease})
+    return out
 
 
 def _ask_status(ep: str, timeout: float) -> tuple[Any, Any, str | None]:
@@ -193,7 +245,10 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
             prev = members.get(m.id)
             if prev is None or (m.client_addr and not prev.client_addr):
                 members[m.id] = m
-    ask([m.client_addr for m in members.values() if m.client_addr])
+    # A member that answered at an endpoint given is not asked again at the address it advertises
+    # (behind NAT or in containers, that address may mean nothing here).
+    answered = {st.member_id for st, _, _ in asked.values() if st is not None}
+    ask([m.client_addr for m in members.values() if m.client_addr and m.id not in answered])
     progress: dict[int, Any] = {}
     names = {mid: m.name for mid, m in members.items() if m.name}
     for st, _, _ in asked.values():
@@ -204,7 +259,10 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
-    for ep, (st, _, err) in asked.items():
+    # One row per member, by id: the answers first, then the failures of members no endpoint answered
+    # for (a member is asked at most at the endpoints given and at its advertised address).
+    order = sorted(asked.items(), key=lambda item: item[1][0] is None)
+    for ep, (st, _, err) in order:
         m = members.get(st.member_id) if st is not None else next(
             (x for x in members.values() if x.client_addr == ep), None)
         row: dict[str, Any] = {
@@ -226,6 +284,8 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
                        leader_contact_seconds=(_seconds(st.leader_contact_seconds)
                                                if ms.role != "leader" else None))
         if row["id"]:
+            if st is None and row["id"] in seen:
+                continue  # that member answered at another endpoint
             seen.add(row["id"])
             p = progress.get(row["id"])
             if p is not None:
@@ -289,44 +349,226 @@ def status(ctx: click.Context, output: str | None) -> None:
         _fail(ctx, click.ClickException("no leader elected"))
 
 
+_SORT_KEYS: dict[str, Callable[[Any], Any]] = {
+    "key": lambda kv: kv.key, "create": lambda kv: kv.create_revision,
+    "modify": lambda kv: kv.mod_revision, "version": lambda kv: kv.version, "value": lambda kv: kv.value,
+}
+
+
 @main.command()
 @click.argument("key")
 @click.option("--prefix", is_flag=True, help="Every key starting with KEY.")
 @click.option("--rev", type=int, default=0, help="Read at this revision (0: the latest).")
 @click.option("--serializable", is_flag=True, help="Serve from the member asked (may be stale).")
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="At most this many keys (0: no limit).")
+@click.option("--keys-only", is_flag=True, help="Keys without their values.")
+@click.option("--sort", "sort_by", type=click.Choice(sorted(_SORT_KEYS)), default=None,
+              help="Sort by this field (as etcdctl's --sort-by; default: by key). Sorting by another "
+                   "field than the key reads the whole range, then applies --limit.")
+@click.option("--order", type=click.Choice(["ascend", "descend"]), default="ascend", show_default=True,
+              help="The order of --sort.")
 @_output_option
 @click.pass_context
 @_handles_errors
-def get(ctx: click.Context, key: str, prefix: bool, rev: int, serializable: bool,
-        output: str | None) -> None:
-    """Print KEY (or every key under it with --prefix); nothing if absent."""
+def get(ctx: click.Context, key: str, prefix: bool, rev: int, serializable: bool, limit: int,
+        keys_only: bool, sort_by: str | None, order: str, output: str | None) -> None:
+    """Print KEY (or every key under it with --prefix); nothing if absent. Keys and values are
+    escaped in the table (a backslash as \\\\, control characters and bytes that are not UTF-8 as
+    \\xNN); -o json gives them as text, or base64 when they are not UTF-8 (--base64: always)."""
+    k = _arg(key)
+    server_limit = limit if sort_by in (None, "key") and order == "ascend" else 0
     with _client(ctx) as c:
         if prefix:
-            kvs = c.get_prefix(key, revision=rev, serializable=serializable)
+            kvs = c.get_prefix(k, revision=rev, serializable=serializable, limit=server_limit,
+                               keys_only=keys_only)
         else:
-            kv = c.get(key, revision=rev, serializable=serializable)
-            kvs = [kv] if kv is not None else []
+            kvs = c.get_range(k, revision=rev, serializable=serializable, keys_only=keys_only)
+    kvs = sorted(kvs, key=_SORT_KEYS[sort_by or "key"], reverse=order == "descend")
+    if limit:
+        kvs = kvs[:limit]
     if _fmt(ctx, output) == "json":
         click.echo(json.dumps([_kv_dict(kv) for kv in kvs], indent=2))
+    elif kvs and keys_only:
+        click.echo(_table(["KEY", "MOD REV", "VERSION"],
+                          [[_text(kv.key), kv.mod_revision, kv.version] for kv in kvs]))
     elif kvs:
         click.echo(_table(["KEY", "VALUE", "MOD REV", "VERSION"],
                           [[_text(kv.key), _text(kv.value), kv.mod_revision, kv.version] for kv in kvs]))
 
 
+def _read_stdin() -> bytes:
+    return sys.stdin.buffer.read()
+
+
 @main.command()
 @click.argument("key")
-@click.argument("value")
+@click.argument("value", required=False)
+@click.option("--prev-kv", is_flag=True, help="Also print the value replaced.")
+@click.option("--lease", type=click.IntRange(min=0), default=0,
+              help="Attach the key to this lease id (0: none).")
 @_output_option
 @click.pass_context
 @_handles_errors
-def put(ctx: click.Context, key: str, value: str, output: str | None) -> None:
-    """Set KEY to VALUE; print the new revision."""
+def put(ctx: click.Context, key: str, value: str | None, prev_kv: bool, lease: int,
+        output: str | None) -> None:
+    """Set KEY to VALUE; print the new revision. Without VALUE, or with VALUE ``-``, the value is read
+    from stdin as bytes (any size up to the server's limit, any bytes: `coterie put k - < file`)."""
+    v = _read_stdin() if value is None or value == "-" else _arg(value)
     with _client(ctx) as c:
-        r = c.put(key, value)
+        r = c.put(_arg(key), v, lease=lease, prev_kv=True)
     if _fmt(ctx, output) == "json":
         click.echo(json.dumps({"revision": r.revision, "prev": _kv_dict(r.prev) if r.prev else None}))
     else:
         click.echo(f"OK revision {r.revision}")
+        if prev_kv and r.prev is not None:
+            p = r.prev
+            click.echo(_table(["KEY", "PREV VALUE", "MOD REV", "VERSION"],
+                              [[_text(p.key), _text(p.value), p.mod_revision, p.version]]))
+
+
+_CMP_TARGETS = {"val": "value", "value": "value", "ver": "version", "version": "version",
+                "create": "create", "c": "create", "mod": "mod", "m": "mod", "lease": "lease"}
+_CMP_RE = r'^\s*(\w+)\(\s*"((?:[^"\\]|\\.)*)"\s*\)\s*(=|==|!=|<|>)\s*(.*?)\s*$'
+
+
+def _unquote(text: str) -> bytes:
+    """A txn operand: ``"..."`` (with ``\\"``, ``\\\\`` and ``\\xNN`` escapes) or a bare word."""
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] == '"':
+        import codecs
+
+        raw = t[1:-1].encode("utf-8", "surrogateescape")
+        decoded: bytes = codecs.escape_decode(raw)[0]
+        return decoded
+    return _arg(t)
+
+
+def _parse_compare(line: str) -> Any:
+    """etcdctl's compare syntax: ``mod("k") > "0"``, ``val("k") = "v"``, ``ver("k") != 1``,
+    ``create("k") < 5``, ``lease("k") = "0"``."""
+    import re
+
+    from .types import Compare
+
+    m = re.match(_CMP_RE, line)
+    if m is None:
+        raise ValueError(f"bad compare {line!r}: expected e.g. val(\"key\") = \"value\" or "
+                         'mod("key") > "0"')
+    target, key, op, operand = m.groups()
+    if target not in _CMP_TARGETS:
+        raise ValueError(f"bad compare {line!r}: unknown target {target!r} (val, ver, create, mod, lease)")
+    k = _unquote(f'"{key}"')
+    result = "==" if op in ("=", "==") else op
+    t = _CMP_TARGETS[target]
+    value: int | bytes = _unquote(operand)
+    if t != "value":
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValueError(f"bad compare {line!r}: {t} needs a number, got {operand}") from None
+    return Compare(k, t, result, value)  # type: ignore[arg-type]
+
+
+def _parse_op(line: str) -> Any:
+    """etcdctl's request syntax: ``put KEY VALUE``, ``get KEY [--prefix] [--limit N]``,
+    ``del KEY [--prefix]`` (shell quoting)."""
+    import shlex
+
+    from .types import Op
+
+    words = shlex.split(line)
+    if not words or words[0] not in ("put", "get", "del", "delete"):
+        raise ValueError(f"bad request {line!r}: expected put KEY VALUE, get KEY or del KEY")
+    cmd, rest = words[0], words[1:]
+    prefix = "--prefix" in rest
+    limit = 0
+    if "--limit" in rest:
+        i = rest.index("--limit")
+        if i + 1 >= len(rest) or not rest[i + 1].isdigit():
+            raise ValueError(f"bad request {line!r}: --limit needs a number")
+        limit = int(rest[i + 1])
+        del rest[i:i + 2]
+    args = [w for w in rest if w != "--prefix"]
+    unknown = [w for w in args if w.startswith("--")]
+    if unknown:
+        raise ValueError(f"bad request {line!r}: unknown option {unknown[0]}")
+    if cmd == "put":
+        if len(args) != 2 or prefix:
+            raise ValueError(f"bad request {line!r}: expected put KEY VALUE")
+        return Op.put(_arg(args[0]), _arg(args[1]))
+    if len(args) != 1:
+        raise ValueError(f"bad request {line!r}: expected {cmd} KEY [--prefix]")
+    if cmd == "get":
+        return Op.get(_arg(args[0]), prefix=prefix, limit=limit)
+    return Op.delete(_arg(args[0]), prefix=prefix)
+
+
+def _read_section(stream: Any, prompt: str | None) -> list[str]:
+    """Lines up to a blank line or the end of input."""
+    if prompt is not None:
+        click.echo(prompt, err=True)
+    lines: list[str] = []
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
+        if not line.strip():
+            break
+        lines.append(line)
+    return lines
+
+
+def _result_dict(r: Any) -> dict[str, Any]:
+    from .types import DeleteResult, PutResult
+
+    if isinstance(r, PutResult):
+        return {"put": {"revision": r.revision}}
+    if isinstance(r, DeleteResult):
+        return {"delete": {"deleted": r.deleted}}
+    return {"get": {"kvs": [_kv_dict(kv) for kv in r.kvs], "count": r.count}}
+
+
+@main.command()
+@click.option("-i", "--interactive", is_flag=True, help="Prompt for each of the three parts.")
+@_output_option
+@click.pass_context
+@_handles_errors
+def txn(ctx: click.Context, interactive: bool, output: str | None) -> None:
+    """Run a transaction read from stdin in etcdctl's syntax: compares, a blank line, the requests if
+    they all hold, a blank line, the requests otherwise. Prints SUCCESS or FAILURE and each result.
+
+    \b
+    mod("config/a") > "0"
+    val("config/a") = "1"
+
+    put config/a 2
+    get config/ --prefix
+
+    get config/a
+    """
+    stream = sys.stdin.buffer
+    compares = [_parse_compare(x) for x in _read_section(stream, "compares:" if interactive else None)]
+    success = [_parse_op(x) for x in _read_section(
+        stream, "success requests (get, put, del):" if interactive else None)]
+    failure = [_parse_op(x) for x in _read_section(
+        stream, "failure requests (get, put, del):" if interactive else None)]
+    with _client(ctx) as c:
+        res = c.txn(compares, success, failure)
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps({"succeeded": res.succeeded, "revision": res.revision,
+                               "results": [_result_dict(r) for r in res.results]}, indent=2))
+        return
+    from .types import DeleteResult, PutResult
+
+    click.echo("SUCCESS" if res.succeeded else "FAILURE")
+    for r in res.results:
+        click.echo("")
+        if isinstance(r, PutResult):
+            click.echo(f"OK revision {r.revision}")
+        elif isinstance(r, DeleteResult):
+            click.echo(str(r.deleted))
+        elif r.kvs:
+            click.echo(_table(["KEY", "VALUE", "MOD REV", "VERSION"],
+                              [[_text(kv.key), _text(kv.value), kv.mod_revision, kv.version]
+                               for kv in r.kvs]))
 
 
 @main.command("del")
@@ -338,7 +580,7 @@ def put(ctx: click.Context, key: str, value: str, output: str | None) -> None:
 def delete(ctx: click.Context, key: str, prefix: bool, output: str | None) -> None:
     """Delete KEY (or every key under it); print how many were deleted."""
     with _client(ctx) as c:
-        n = c.delete_prefix(key) if prefix else c.delete(key)
+        n = c.delete_prefix(_arg(key)) if prefix else c.delete(_arg(key))
     click.echo(json.dumps({"deleted": n}) if _fmt(ctx, output) == "json" else str(n))
 
 
@@ -383,8 +625,8 @@ def watch(ctx: click.Context, key: str, prefix: bool, rev: int, prev_kv: bool, m
     as_json = _fmt(ctx, output) == "json"
     seen = 0
     with _client(ctx) as c, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the normal way to stop
-        w = c.watch_prefix(key, start_revision=rev, prev_kv=prev_kv) if prefix else \
-            c.watch(key, start_revision=rev, prev_kv=prev_kv)
+        w = c.watch_prefix(_arg(key), start_revision=rev, prev_kv=prev_kv) if prefix else \
+            c.watch(_arg(key), start_revision=rev, prev_kv=prev_kv)
         timer = threading.Timer(duration, w.close) if duration is not None else None
         try:
             if timer is not None:

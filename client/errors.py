@@ -2,18 +2,22 @@
 
 ``retriable`` says whether calling again is safe *and* may help: the client already retried retriable
 failures inside the call's deadline, so an error that escapes is either permanent (``retriable`` false)
-or a retriable failure that outlived the deadline. Each message says what happened and whether a retry
-is safe.
+or a retriable failure that outlived the deadline. ``unsafe`` says that calling again as is may apply a
+write twice (its outcome is unknown). Each message ends with one of three marks, which say exactly
+that: ``[safe to retry]``, ``[not safe to retry as is]`` (``unsafe``), ``[retrying will not help]``
+(permanent, e.g. a bad argument; a read is never marked unsafe).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ClientClosed",
     "Compacted",
     "CoterieError",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
+    "InvalidEndpoint",
     "NotLeader",
     "OutcomeUnknown",
     "ResourceExhausted",
@@ -23,6 +27,7 @@ __all__ = [
 
 _SAFE = "safe to retry"
 _UNSAFE = "not safe to retry as is"
+_PERMANENT = "retrying will not help"
 
 
 class CoterieError(Exception):
@@ -30,15 +35,21 @@ class CoterieError(Exception):
     answered (``""`` if none)."""
 
     retriable: bool = False
+    unsafe: bool = False
+    """A blind retry may apply a write twice (only ever true of writes, and never with ``retriable``)."""
 
     def __init__(self, message: str, *, retriable: bool | None = None, code: str = "",
-                 endpoint: str = "") -> None:
+                 endpoint: str = "", unsafe: bool | None = None) -> None:
         if retriable is not None:
             self.retriable = retriable
+        if unsafe is not None:
+            self.unsafe = unsafe
+        if self.retriable:
+            self.unsafe = False
         self.message = message
         self.code = code
         self.endpoint = endpoint
-        hint = _SAFE if self.retriable else _UNSAFE
+        hint = _SAFE if self.retriable else _UNSAFE if self.unsafe else _PERMANENT
         where = f" (from {endpoint})" if endpoint else ""
         super().__init__(f"{message}{where} [{hint}]")
 
@@ -65,6 +76,23 @@ class InvalidArgument(CoterieError):
     """The request is malformed or breaks a limit (e.g. a key over 4 KiB); retrying fails the same way."""
 
 
+class InvalidEndpoint(InvalidArgument, ValueError):
+    """An endpoint given to a client is not ``HOST:PORT`` (a port in 1..65535, an IPv6 address in
+    brackets: ``[::1]:7001``); raised by the constructor, before anything is sent. ``bad`` is the
+    endpoint as given."""
+
+    def __init__(self, message: str, *, bad: str = "") -> None:
+        self.bad = bad
+        super().__init__(message)
+
+
+class ClientClosed(CoterieError):
+    """The client was closed (``close()``, or leaving its ``with`` block) before or during the call."""
+
+    def __init__(self, message: str = "the client is closed") -> None:
+        super().__init__(message, retriable=False)
+
+
 class Compacted(CoterieError):
     """The requested revision was compacted; ``compact_revision`` is the oldest still readable."""
 
@@ -79,14 +107,16 @@ class OutcomeUnknown(CoterieError):
     """A write may or may not have been applied. Inside a call, the client retries it with the same
     session sequence number (applied at most once); escaping a call, a blind retry may apply twice."""
 
+    unsafe = True
+
 
 class DeadlineExceeded(CoterieError):
     """The call did not complete within its deadline; ``last_error`` is the last failure seen."""
 
     def __init__(self, message: str, *, retriable: bool, last_error: CoterieError | None = None,
-                 code: str = "", endpoint: str = "") -> None:
+                 code: str = "", endpoint: str = "", unsafe: bool = False) -> None:
         self.last_error = last_error
-        super().__init__(message, retriable=retriable, code=code, endpoint=endpoint)
+        super().__init__(message, retriable=retriable, code=code, endpoint=endpoint, unsafe=unsafe)
 
 
 class ResourceExhausted(CoterieError):

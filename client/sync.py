@@ -23,7 +23,7 @@ from ._call import DEFAULT_TIMEOUT
 from ._router import Router
 from ._sessions import DEFAULT_MAX_SESSIONS, SessionPool, SessionState
 from .aio import AsyncClient, AsyncWatch
-from .errors import CoterieError, DeadlineExceeded
+from .errors import ClientClosed, CoterieError, DeadlineExceeded
 from .types import Bytesish, WatchEvent, prefix_end, to_bytes
 
 __all__ = ["Client", "Watch"]
@@ -36,8 +36,8 @@ WAIT_SLACK = 5.0
 cancels it: a safety net only, since every call ends itself by its deadline."""
 
 
-def _closed_error() -> CoterieError:
-    return CoterieError("the client is closed", retriable=False)
+def _closed_error() -> ClientClosed:
+    return ClientClosed()
 
 
 class _LoopThread:
@@ -82,7 +82,7 @@ class _LoopThread:
             fut.cancel()
             raise DeadlineExceeded(f"the call did not end within {wait:.1f} s on the client's loop "
                                    "thread; a write may or may not have been applied",
-                                   retriable=False) from None
+                                   retriable=False, unsafe=True) from None
         except BaseException:
             fut.cancel()
             raise

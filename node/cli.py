@@ -89,6 +89,9 @@ def _load_node_config(ctx: click.Context, _param: click.Parameter, value: Path |
 @click.option("--name", required=True, help="This node's name in --initial-cluster (env COTERIE_NODE_NAME).")
 @click.option("--data-dir", required=True, type=click.Path(path_type=Path), help="WAL and snapshots.")
 @click.option("--client-addr", required=True, help="HOST:PORT for clients (KV, Session, Cluster).")
+@click.option("--advertise-client-addr", default=NodeConfig.advertise_client_addr,
+              help="HOST:PORT clients are told to use for this node (member list, status, leader "
+                   "hints), if not --client-addr (e.g. a container's published port).")
 @click.option("--peer-addr", required=True, help="HOST:PORT for Raft traffic between nodes.")
 @click.option("--initial-cluster", required=True, help="NAME=PEERHOST:PORT,... for every member.")
 @click.option("--initial-cluster-state", type=click.Choice(["new", "existing"]),
@@ -112,7 +115,8 @@ def _load_node_config(ctx: click.Context, _param: click.Parameter, value: Path |
 @click.option("--unsafe-local-reads", is_flag=True, hidden=True,
               help="BROKEN ON PURPOSE: reads skip ReadIndex (tests of the Jepsen-style checker only).")
 @click.pass_context
-def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_addr: str,
+def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, advertise_client_addr: str,
+         peer_addr: str,
          initial_cluster: str, initial_cluster_state: str, snapshot_entries: int, snapshot_keep: int,
          tick_ms: int, election_ticks: int, log_level: str,
          max_pending_proposals: int, enable_fault_injection: bool, unsafe_local_reads: bool = False) -> None:
@@ -121,7 +125,8 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, peer_a
 
     setup_logging(log_level)
     try:
-        cfg = NodeConfig(name=name, data_dir=data_dir, client_addr=client_addr, peer_addr=peer_addr,
+        cfg = NodeConfig(name=name, data_dir=data_dir, client_addr=client_addr,
+                         advertise_client_addr=advertise_client_addr, peer_addr=peer_addr,
                          initial_cluster=parse_initial_cluster(initial_cluster),
                          initial_cluster_state=initial_cluster_state,
                          snapshot_entries=snapshot_entries, snapshot_keep=snapshot_keep,

@@ -116,7 +116,7 @@ def test_oversized_key_is_invalid_argument(client: Client) -> None:
     with pytest.raises(InvalidArgument) as ei:
         client.put(b"k" * 5000, b"v")
     assert "4 KiB" in str(ei.value) and not ei.value.retriable
-    assert "not safe to retry" in str(ei.value)
+    assert "[retrying will not help]" in str(ei.value)
 
 
 def test_follower_first_follows_the_leader_hint(cluster: ProcCluster) -> None:

@@ -285,8 +285,10 @@ def test_add_learner_join_promote_remove_and_errors(procs: Procs) -> None:
     for req, code in [
         (add(peer_addr=p.peer["n4"], name="n5"), SC.ALREADY_EXISTS),  # peer address in use
         (add(peer_addr=p.peer["n5"], name="n4"), SC.ALREADY_EXISTS),  # name in use
-        (add(peer_addr=p.peer["n5"], id=2), SC.ALREADY_EXISTS),  # id in use
+        (add(peer_addr=p.peer["n5"], name="n5", id=2), SC.ALREADY_EXISTS),  # id in use
         (add(peer_addr="no-port"), SC.INVALID_ARGUMENT),
+        (add(peer_addr=p.peer["n5"], name=""), SC.INVALID_ARGUMENT),  # no name
+        (add(peer_addr=p.peer["n5"], name="  "), SC.INVALID_ARGUMENT),
     ]:
         expect_rpc_error(code, lambda req=req: p.admin("MemberAdd", req))  # type: ignore[misc]
     expect_rpc_error(SC.NOT_FOUND, lambda: p.admin("MemberRemove", cluster_pb2.MemberRemoveRequest(id=99)))

@@ -43,6 +43,7 @@ from .config import NodeConfig, NodeConfigError
 from .driver import Driver, seeded_rng
 from .fault_admin import add_fault_admin
 from .info import MemberInfo, NodeInfo
+from .malformed import MalformedRequests
 from .members import ClusterPeerService, Membership, join_cluster
 from .peer import MAX_PEER_MESSAGE, Faults, PeerServicer, PeerTransport
 from .services import MAX_RECEIVE_MESSAGE_LENGTH, add_services
@@ -263,7 +264,7 @@ class Node:
         _listen(self.peer_server, cfg.peer_addr, "--peer-addr")
         self.client_server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_LENGTH), no_reuse],
-            maximum_concurrent_rpcs=4096)
+            maximum_concurrent_rpcs=4096, interceptors=[MalformedRequests()])
         self._add_client_services()
         _listen(self.client_server, cfg.client_addr, "--client-addr")
         await self.peer_server.start()
@@ -273,15 +274,16 @@ class Node:
         assert self.membership is not None
         self.membership.start()
         log.info("node started", extra={"node": cfg.name, "id": self.id, "cluster": self.cluster_id,
-                                        "client": cfg.client_addr, "peer": cfg.peer_addr})
+                                        "client": cfg.client_addr, "peer": cfg.peer_addr,
+                                        "advertised_client": cfg.advertised_client_addr})
 
     def _add_client_services(self) -> None:
         members = {self.ids[n]: MemberInfo(id=self.ids[n], name=n, peer_addr=a, client_addr="")
                    for n, a in self.cfg.initial_cluster.items()}
         members[self.id] = MemberInfo(id=self.id, name=self.cfg.name, peer_addr=self.cfg.peer_addr,
-                                      client_addr=self.cfg.client_addr)
+                                      client_addr=self.cfg.advertised_client_addr)
         info = NodeInfo(id=self.id, name=self.cfg.name, cluster_id=self.cluster_id,
-                        client_addr=self.cfg.client_addr, peer_addr=self.cfg.peer_addr,
+                        client_addr=self.cfg.advertised_client_addr, peer_addr=self.cfg.peer_addr,
                         members=members, unsafe_local_reads=self.cfg.unsafe_local_reads)
         self.membership = self._membership(info)
         add_services(self.client_server, self.driver, info, membership=self.membership)
@@ -290,7 +292,7 @@ class Node:
     def _membership(self, info: NodeInfo) -> Membership:
         """The membership view and operations, with the ClusterPeer service on the peer listener."""
         m = Membership(self.driver, info, local=self.local, transport=self.transport,
-                       attrs=MemberAttrs(self.cfg.name, self.cfg.peer_addr, self.cfg.client_addr),
+                       attrs=MemberAttrs(self.cfg.name, self.cfg.peer_addr, self.cfg.advertised_client_addr),
                        publish_interval=max(0.2, 5 * self.cfg.tick_interval))
         m.on_removed = self._on_removed
         cluster_pb2_grpc.add_ClusterPeerServicer_to_server(ClusterPeerService(m), self.peer_server)

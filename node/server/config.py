@@ -95,6 +95,20 @@ class NodeConfig:
     initial_cluster: dict[str, str]
     """Every initial member's name and peer address (``--initial-cluster n1=host:port,...``)."""
 
+    advertise_client_addr: str = ""
+    """HOST:PORT clients are told to use for this node (``--advertise-client-addr``, like etcd's
+    ``--advertise-client-urls``): published in the member address book (``member list``, ``status``,
+    a client's discovery of the other members) and in the leader hints of redirects. Default ""
+    means :attr:`client_addr`. Set it when clients reach the node at another address than the one it
+    binds, e.g. a container binding ``0.0.0.0:7001`` whose port is published on the host as
+    ``127.0.0.1:7001``; an address clients cannot reach makes them try it in vain."""
+
+    @property
+    def advertised_client_addr(self) -> str:
+        """The client address published to clients: :attr:`advertise_client_addr`, else
+        :attr:`client_addr`."""
+        return self.advertise_client_addr or self.client_addr
+
     initial_cluster_state: str = "new"
     """``new`` (default): bootstrap the cluster of ``initial_cluster``. ``existing``: join a running
     cluster this node was added to with MemberAdd (``initial_cluster`` then lists members to ask, and
@@ -143,6 +157,11 @@ class NodeConfig:
             raise NodeConfigError(
                 f"--peer-addr {self.peer_addr} differs from {self.name}'s address in --initial-cluster "
                 f"({self.initial_cluster[self.name]})")
+        for flag, addr in (("--client-addr", self.client_addr),
+                           ("--advertise-client-addr", self.advertised_client_addr)):
+            _, sep, port = addr.rpartition(":")
+            if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise NodeConfigError(f"{flag} must be HOST:PORT, got {addr!r}")
         if self.initial_cluster_state not in ("new", "existing"):
             raise NodeConfigError(
                 f"--initial-cluster-state must be 'new' or 'existing', got {self.initial_cluster_state!r}")

@@ -242,6 +242,9 @@ class Membership:
             raise InvalidMember(f"peer_addr must be HOST:PORT, got {peer_addr!r}")
         if client_addr and ":" not in client_addr:
             raise InvalidMember(f"client_addr must be HOST:PORT, got {client_addr!r}")
+        if not name.strip():
+            raise InvalidMember(f"name must not be empty, got {name!r} (members are told apart by name: "
+                                "--name of `coterie node`, `status`, `member remove NAME`)")
         book = self.book
         # Members, and additions this leader has just proposed (their entry may not be appended yet).
         current = _conf_ids(self.conf_state()) | set(self._pending)

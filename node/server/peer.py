@@ -43,6 +43,18 @@ MAX_PEER_MESSAGE = 64 << 20
 chunks by snapshot_chunk_size, both far below this."""
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line for a log: ``UNAVAILABLE: Cancelling all calls`` for a gRPC error (whose ``str`` spans
+    several lines with the debug string), else ``TypeName: message``."""
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        c = code()
+        text = f"{getattr(c, 'name', c)}: {details() or ''}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
 @dataclass
 class Faults:
     """Injected peer-link faults (tests and the Jepsen-style ``local`` backend only)."""
@@ -199,7 +211,7 @@ class _PeerLink:
                         self.owner.on_removed(self.peer_id)
                     return
                 if self.connected:
-                    log.info("peer stream to %s (%s) broke: %s", self.peer_id, self.addr, exc)
+                    log.info("peer stream to %s (%s) broke: %s", self.peer_id, self.addr, describe_error(exc))
             self.connected = False
             self.owner.stats.reconnects += 1
             # Raft retransmits: what piled up while disconnected is stale, drop it.
