@@ -105,46 +105,71 @@ def stubs(c: ProcCluster, name: str) -> Iterator[Stubs]:
 
 
 class Watcher:
-    """A watch stream on ``[key, range_end)`` in a thread: ``events`` gets ``(arrival time, response)``
-    for each response that carries events."""
+    """A watch on ``[key, range_end)`` from ``start_revision``, read in a thread: ``responses`` gets
+    ``(arrival time, response)`` for each response with events. Starts on ``addrs()[0]``; when the
+    stream fails (a member without a leader for too long ends its watches, as etcd's
+    WithRequireLeader), it resumes on the next running member after the last revision it saw, so no
+    event is lost or repeated. ``errors`` records why streams ended."""
 
-    def __init__(self, addr: str, key: bytes, range_end: bytes = b"", start_revision: int = 0) -> None:
-        self.channel = grpc.insecure_channel(addr)
+    def __init__(self, addrs: Callable[[], list[str]], key: bytes, range_end: bytes = b"",
+                 start_revision: int = 0) -> None:
+        self.addrs = addrs
+        self.key, self.range_end = key, range_end
+        self.next_revision = start_revision
         self.responses: queue.Queue[tuple[float, kv_pb2.WatchResponse]] = queue.Queue()
+        self.errors: list[str] = []
         self._stop = threading.Event()
-        create = kv_pb2.WatchRequest(create_request=kv_pb2.WatchCreateRequest(
-            key=key, range_end=range_end, start_revision=start_revision))
-
-        def requests() -> Iterator[kv_pb2.WatchRequest]:
-            yield create
-            while not self._stop.wait(0.1):
-                pass
-
-        self.call = kv_pb2_grpc.KVStub(self.channel).Watch(requests(), timeout=120)
+        self._call: Any = None
         self.created = threading.Event()
-        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
-        assert self.created.wait(10), "watch not created"
+        assert self.created.wait(10), f"watch not created: {self.errors}"
 
-    def _read(self) -> None:
-        with contextlib.suppress(grpc.RpcError):
-            for resp in self.call:
-                if resp.created:
-                    self.created.set()
-                if resp.events:
-                    self.responses.put((time.monotonic(), resp))
+    def _requests(self) -> Iterator[kv_pb2.WatchRequest]:
+        yield kv_pb2.WatchRequest(create_request=kv_pb2.WatchCreateRequest(
+            key=self.key, range_end=self.range_end, start_revision=self.next_revision))
+        while not self._stop.wait(0.1):
+            pass
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            addrs = self.addrs()
+            addr = addrs[attempt % len(addrs)]
+            attempt += 1
+            with grpc.insecure_channel(addr) as ch:
+                self._call = kv_pb2_grpc.KVStub(ch).Watch(self._requests(), timeout=120)
+                try:
+                    for resp in self._call:
+                        if resp.created:
+                            self.created.set()
+                        if resp.events:
+                            self.next_revision = resp.events[-1].kv.mod_revision + 1
+                            self.responses.put((time.monotonic(), resp))
+                except grpc.RpcError as err:
+                    if not self._stop.is_set():
+                        self.errors.append(f"{addr}: {err.code()} {err.details()}")
+            self._stop.wait(0.05)
 
     def next(self, timeout: float) -> tuple[float, kv_pb2.WatchResponse]:
         try:
             return self.responses.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError(f"no watch events within {timeout} s") from None
+            raise AssertionError(
+                f"no watch events within {timeout} s (stream errors: {self.errors})") from None
 
     def close(self) -> None:
         self._stop.set()
-        self.call.cancel()
+        if self._call is not None:
+            self._call.cancel()
         self.thread.join(5)
-        self.channel.close()
+
+
+def watcher(c: ProcCluster, first: str, key: bytes, range_end: bytes = b"",
+            start_revision: int = 0) -> Watcher:
+    """A :class:`Watcher` starting on member ``first``, resuming on the other running members."""
+    return Watcher(lambda: [c.client[n] for n in [first, *(m for m in c.running() if m != first)]
+                            if n in c.procs], key, range_end, start_revision)
 
 
 def leader_stubs(c: ProcCluster) -> tuple[str, Stubs]:
@@ -347,7 +372,7 @@ def _attached_keys_deleted_in_one_revision(c: ProcCluster, prefix: bytes, end: C
             rev = s.put(prefix + k, lease=lid).header.revision
         s.put(prefix + b"z-no-lease")
         end_key = prefix[:-1] + bytes([prefix[-1] + 1])
-        w = Watcher(c.client[fol], prefix, end_key, start_revision=rev + 1)
+        w = watcher(c, fol, prefix, end_key, start_revision=rev + 1)
         try:
             _, first = w.next(5)  # the put without a lease
             assert [e.type for e in first.events] == [kv_pb2.Event.PUT]
@@ -502,7 +527,7 @@ def test_a_lease_kept_alive_is_never_expired_across_a_leader_kill(tmp_path: Path
         finally:
             s.close()
         fol = follower_of(c, lead)
-        w = Watcher(c.client[fol], b"held/key", start_revision=rev + 1)
+        w = watcher(c, fol, b"held/key", start_revision=rev + 1)
         try:
             period = TTL_MS / 1000 / 3
             end = time.monotonic() + 4 * TTL_MS / 1000
@@ -537,11 +562,13 @@ def test_a_lease_kept_alive_is_never_expired_across_a_leader_kill(tmp_path: Path
             w.close()
 
 
-ALLOWANCE_BOUND = 2.0
+ALLOWANCE_BOUND = 0.5
 """Seconds past ``last answered keep-alive send time + TTL`` within which the expiry must be seen
-across a leader kill: the new leader counts from its own apply time of that keep-alive (no restart
-of the countdown), so the allowance is its apply lag, a tick, the commit of the expire entry and the
-watch delivery, plus election time only when the election outlasts the TTL."""
+across a leader kill. The new leader counts from its own apply time of that keep-alive (no restart
+of the countdown on promotion), so the allowance is its apply lag, a tick, the commit of the expire
+entry and the watch delivery (measured: about 0.01-0.2 s), plus election time only when the
+election outlasts the TTL. Restarting countdowns on promotion (etcd-io/etcd#9888) adds the election
+(at least 10 ticks = 0.5 s here) and fails this."""
 
 
 def test_failover_allowance_is_bounded(tmp_path: Path) -> None:
@@ -556,7 +583,7 @@ def test_failover_allowance_is_bounded(tmp_path: Path) -> None:
             finally:
                 s.close()
             fol = follower_of(c, lead)
-            w = Watcher(c.client[fol], b"fo/%d" % trial, start_revision=rev + 1)
+            w = watcher(c, fol, b"fo/%d" % trial, start_revision=rev + 1)
             try:
                 last_sent = 0.0
                 q: queue.Queue[lease_pb2.LeaseKeepAliveRequest | None] = queue.Queue()
