@@ -529,23 +529,31 @@ def test_a_lease_kept_alive_is_never_expired_across_a_leader_kill(tmp_path: Path
         fol = follower_of(c, lead)
         w = watcher(c, fol, b"held/key", start_revision=rev + 1)
         try:
+            # Keep alive every TTL/3 (a client's cadence); kill the leader right after the answer to
+            # the first keep-alive sent a TTL after the grant, so the next keep-alive is due a period
+            # later: by then the new leader has usually run its first lease check, and a new leader
+            # whose countdown forgot the renewals (it would expire the lease from the grant on)
+            # expires it before the holder's next keep-alive arrives, failing the ttl check below.
             period = TTL_MS / 1000 / 3
-            end = time.monotonic() + 4 * TTL_MS / 1000
-            killed_at = time.monotonic() + TTL_MS / 1000
-            last_ok = time.monotonic()
+            start = time.monotonic()
+            end = start + 4 * TTL_MS / 1000
+            last_ok = start
             answerer: str | None = lead
             worst_gap = 0.0
             killed = False
             while time.monotonic() < end:
-                if not killed and time.monotonic() >= killed_at:
+                got = _keep_alive_anywhere(c, lid, answerer)
+                if got is None:
+                    time.sleep(0.1)
+                    continue
+                sent, ttl, answerer = got
+                assert ttl == TTL_MS, f"lease lost: keep-alive answered ttl {ttl} by {answerer}"
+                worst_gap = max(worst_gap, sent - last_ok)
+                last_ok = sent
+                if not killed and sent >= start + TTL_MS / 1000 - period / 2:
+                    assert answerer == lead
                     c.kill(lead)
                     killed = True
-                got = _keep_alive_anywhere(c, lid, answerer)
-                if got is not None:
-                    sent, ttl, answerer = got
-                    assert ttl == TTL_MS, f"lease lost: keep-alive answered ttl {ttl} by {answerer}"
-                    worst_gap = max(worst_gap, sent - last_ok)
-                    last_ok = sent
                 time.sleep(max(0.0, period - (time.monotonic() - last_ok)))
             assert killed
             # Meaningful only if the holder's own deadline was never passed (a gap under the TTL).
