@@ -110,6 +110,10 @@ def _load_node_config(ctx: click.Context, _param: click.Parameter, value: Path |
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--max-pending-proposals", default=NodeConfig.max_pending_proposals, show_default=True,
               help="Proposals awaiting their outcome before new writes get RESOURCE_EXHAUSTED.")
+@click.option("--min-lease-ttl", type=click.FloatRange(min=0, max=86_400), default=NodeConfig.min_lease_ttl,
+              show_default=True,
+              help="Shortest lease TTL granted, seconds (shorter requests are raised to it). 0: "
+                   "max(2 s, 2 x the longest election timeout = 4 x election ticks x tick).")
 @click.option("--enable-fault-injection", is_flag=True, hidden=True,
               help="Peer-link fault hooks for the Jepsen-style local backend (tests only).")
 @click.option("--unsafe-local-reads", is_flag=True, hidden=True,
@@ -119,7 +123,8 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, advert
          peer_addr: str,
          initial_cluster: str, initial_cluster_state: str, snapshot_entries: int, snapshot_keep: int,
          tick_ms: int, election_ticks: int, log_level: str,
-         max_pending_proposals: int, enable_fault_injection: bool, unsafe_local_reads: bool = False) -> None:
+         max_pending_proposals: int, min_lease_ttl: float, enable_fault_injection: bool,
+         unsafe_local_reads: bool = False) -> None:
     """Run one node until SIGTERM (graceful) or SIGKILL (nothing acknowledged is lost)."""
     from coterie.node.server.app import Node
 
@@ -132,7 +137,8 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, advert
                          snapshot_entries=snapshot_entries, snapshot_keep=snapshot_keep,
                          tick_interval=tick_ms / 1000, election_tick=election_ticks,
                          fault_injection=enable_fault_injection,
-                         max_pending_proposals=max_pending_proposals, unsafe_local_reads=unsafe_local_reads)
+                         max_pending_proposals=max_pending_proposals, min_lease_ttl=min_lease_ttl,
+                         unsafe_local_reads=unsafe_local_reads)
         asyncio.run(Node(cfg).serve_forever())
     except NodeConfigError as exc:
         if ctx.obj["debug"]:

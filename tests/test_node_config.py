@@ -56,6 +56,7 @@ def _node_options() -> dict[str, click.Parameter]:
         ("tick_ms", round(NodeConfig.tick_interval * 1000)),
         ("election_ticks", NodeConfig.election_tick),
         ("max_pending_proposals", NodeConfig.max_pending_proposals),
+        ("min_lease_ttl", NodeConfig.min_lease_ttl),
     ],
 )
 def test_cli_node_defaults_are_node_config_defaults(option: str, expected: Any) -> None:
@@ -95,6 +96,8 @@ def test_every_field_is_documented(cls: type) -> None:
         ({"election_tick": 1}, "--election-ticks"),
         ({"snapshot_entries": 0}, "snapshot_entries"),
         ({"snapshot_keep": -1}, "snapshot_keep"),
+        ({"min_lease_ttl": -1.0}, "--min-lease-ttl"),
+        ({"min_lease_ttl": float("nan")}, "--min-lease-ttl"),
     ],
 )
 def test_bad_node_config_is_refused(kw: dict[str, Any], match: str) -> None:
@@ -103,7 +106,8 @@ def test_bad_node_config_is_refused(kw: dict[str, Any], match: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "kw", [{"tick_interval": -1.0}, {"read_timeout": 0.0}, {"max_pending_proposals": 0}]
+    "kw", [{"tick_interval": -1.0}, {"read_timeout": 0.0}, {"max_pending_proposals": 0},
+           {"lease_checkpoint_interval": 0.0}, {"lease_expire_retry": -1.0}]
 )
 def test_bad_driver_config_is_refused(kw: dict[str, Any]) -> None:
     with pytest.raises(NodeConfigError):
@@ -115,3 +119,35 @@ def test_parse_initial_cluster() -> None:
     for bad in ("", "a", "a=h", "a=h:1,a=h:2"):
         with pytest.raises(NodeConfigError):
             parse_initial_cluster(bad)
+
+
+def test_min_lease_ttl_defaults_to_twice_the_longest_election_timeout() -> None:
+    # Default ticks (0.1 s x 10, randomized up to 20 ticks = 2 s): 2 x 2 s.
+    assert _node().effective_min_lease_ttl() == pytest.approx(4.0)
+    # 50 ms ticks: the longest election timeout is 1 s, so the 2 s floor applies.
+    assert _node(tick_interval=0.05).effective_min_lease_ttl() == pytest.approx(2.0)
+    assert _node(tick_interval=0.1, election_tick=30).effective_min_lease_ttl() == pytest.approx(12.0)
+    assert _node(min_lease_ttl=0.5).effective_min_lease_ttl() == 0.5  # explicit wins
+
+
+def test_cli_min_lease_ttl_reaches_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[NodeConfig] = []
+
+    class FakeNode:
+        def __init__(self, cfg: NodeConfig) -> None:
+            seen.append(cfg)
+
+        async def serve_forever(self) -> None:
+            return None
+
+    from coterie.node.server import app
+
+    monkeypatch.setattr(app, "Node", FakeNode)
+    monkeypatch.setattr(cli, "setup_logging", lambda level: None)  # keep pytest's log handlers
+    from click.testing import CliRunner
+
+    res = CliRunner().invoke(cli.node, ["--name", "n1", "--data-dir", str(tmp_path), "--client-addr",
+                                        "127.0.0.1:1", "--peer-addr", "127.0.0.1:2", "--initial-cluster",
+                                        "n1=127.0.0.1:2", "--min-lease-ttl", "7.5"], obj={"debug": True})
+    assert res.exit_code == 0, res.output
+    assert seen[0].min_lease_ttl == 7.5 and seen[0].effective_min_lease_ttl() == 7.5

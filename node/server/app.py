@@ -39,10 +39,12 @@ from coterie.v1 import cluster_pb2_grpc, raft_pb2_grpc
 from ..raft import ConfState, RawNode, Role
 from ..statemachine import MemberAttrs, StateMachine
 from ..storage import DiskStorage
+from .clock import NodeClock
 from .config import NodeConfig, NodeConfigError
 from .driver import Driver, seeded_rng
 from .fault_admin import add_fault_admin
 from .info import MemberInfo, NodeInfo
+from .lease_service import add_lease_service
 from .malformed import MalformedRequests
 from .members import ClusterPeerService, Membership, join_cluster
 from .peer import MAX_PEER_MESSAGE, Faults, PeerServicer, PeerTransport
@@ -183,6 +185,9 @@ class Node:
         self.removed = False
         """Set when this node learnt it was removed from the cluster (it then shuts down)."""
         self.faults = Faults() if cfg.fault_injection else None
+        self.clock = NodeClock()
+        """The node's lease clock: all lease timing reads it, and the fault-injection service can
+        skew it (the clock nemesis)."""
         self._stopped = asyncio.Event()
         self._stopping = False
         self._log_context: _NodeLogContext | None = None
@@ -248,7 +253,7 @@ class Node:
                       conf_state=None if self.joined else ConfState(tuple(sorted(self.ids.values()))))
         peers = {i: a.peer_addr for i, a in self.local.items() if a.peer_addr}
         self.transport = PeerTransport(self.id, self.cluster_id, peers, faults=self.faults)
-        self.driver = Driver(raw, self.storage, sm, self.transport, cfg.driver_config())
+        self.driver = Driver(raw, self.storage, sm, self.transport, cfg.driver_config(), clock=self.clock)
         self._log_context = _NodeLogContext(cfg.name, self.driver)
         self._log_context.install()
         # grpc turns SO_REUSEPORT on by default: a second node started on a port in use would then
@@ -287,7 +292,9 @@ class Node:
                         members=members, unsafe_local_reads=self.cfg.unsafe_local_reads)
         self.membership = self._membership(info)
         add_services(self.client_server, self.driver, info, membership=self.membership)
-        add_fault_admin(self.client_server, self.faults, self.id)
+        add_lease_service(self.client_server, self.driver, info,
+                          min_ttl_ms=round(self.cfg.effective_min_lease_ttl() * 1000))
+        add_fault_admin(self.client_server, self.faults, self.id, clock=self.clock)
 
     def _membership(self, info: NodeInfo) -> Membership:
         """The membership view and operations, with the ClusterPeer service on the peer listener."""

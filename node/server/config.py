@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..raft.config import ConfigError, RaftConfig
+from .lease_timer import DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_EXPIRE_RETRY
 
 __all__ = ["DriverConfig", "NodeConfig", "NodeConfigError", "parse_initial_cluster"]
 
@@ -64,8 +65,25 @@ class DriverConfig:
     can be lost with the leader) before it fails with ``ReadTimeout``; retrying it is always safe.
     Shorter: a read fails over sooner; too short and reads fail under a slow but healthy leader."""
 
+    lease_checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL
+    """Seconds between two lease checkpoints proposed by the leader (default 5; one log entry with
+    every lease's remaining TTL). Shorter: a restarted node that is elected before the next
+    checkpoint extends leases by less (this bounds that extension), at the price of more log
+    traffic with many leases. See :mod:`.lease_timer`."""
+
+    lease_expire_retry: float = DEFAULT_EXPIRE_RETRY
+    """Seconds before the leader proposes a lease expiry again when the first proposal has not been
+    applied (lost in a leader change, say), default 1. Shorter: a lost expiry is retried sooner,
+    more duplicate (no-op) expire entries under a slow commit."""
+
     def validate(self) -> None:
         """Raise :class:`NodeConfigError` naming the first field out of range."""
+        if not self.lease_checkpoint_interval > 0:
+            raise NodeConfigError(
+                f"lease_checkpoint_interval must be positive seconds, got {self.lease_checkpoint_interval}")
+        if not self.lease_expire_retry > 0:
+            raise NodeConfigError(
+                f"lease_expire_retry must be positive seconds, got {self.lease_expire_retry}")
         if not self.tick_interval > 0:
             raise NodeConfigError(f"tick_interval must be positive seconds, got {self.tick_interval}")
         if self.max_pending_proposals < 1:
@@ -138,6 +156,16 @@ class NodeConfig:
     """Proposals waiting for their outcome before new ones are refused with RESOURCE_EXHAUSTED
     (``--max-pending-proposals``); see :attr:`DriverConfig.max_pending_proposals`."""
 
+    min_lease_ttl: float = 0.0
+    """Shortest lease TTL granted, seconds (``--min-lease-ttl``); a Grant asking for less gets this
+    and a ``notice`` saying so. 0 (default): ``max(2 s, 2 x the longest election timeout)``, where the
+    longest election timeout is ``2 x election_tick x tick_interval`` (4 s with the default 0.1 s
+    ticks and 10 election ticks; 2 s with 50 ms ticks). Why: a lease must outlive a leader failover,
+    during which no keep-alive can be answered; a holder that renews every TTL/3 then still gets
+    one renewal through after an election, so a leader crash alone never expires a live holder's
+    lease. Lower (explicitly): quicker failure detection of a dead holder, and leases lost to mere
+    elections. See :meth:`effective_min_lease_ttl`."""
+
     fault_injection: bool = False
     """Enable the peer fault-injection hooks (``--enable-fault-injection``, tests only; default off:
     they let any client of the node partition it)."""
@@ -172,6 +200,9 @@ class NodeConfig:
         if self.max_pending_proposals < 1:
             raise NodeConfigError(
                 f"--max-pending-proposals must be at least 1, got {self.max_pending_proposals}")
+        if not self.min_lease_ttl >= 0 or self.min_lease_ttl > 86_400:
+            raise NodeConfigError(
+                f"--min-lease-ttl must be in [0, 86400] seconds (0: automatic), got {self.min_lease_ttl}")
         try:
             self.raft_config(1).validate()
         except ConfigError as exc:
@@ -183,6 +214,13 @@ class NodeConfig:
         return DriverConfig(tick_interval=self.tick_interval,
                             max_pending_proposals=self.max_pending_proposals,
                             snapshot_entries=self.snapshot_entries, snapshot_keep=self.snapshot_keep)
+
+    def effective_min_lease_ttl(self) -> float:
+        """The minimum lease TTL in seconds: :attr:`min_lease_ttl`, or when that is 0,
+        ``max(2, 2 x 2 x election_tick x tick_interval)``."""
+        if self.min_lease_ttl > 0:
+            return self.min_lease_ttl
+        return max(2.0, 2 * (2 * self.election_tick * self.tick_interval))
 
     def raft_config(self, node_id: int) -> RaftConfig:
         """The Raft core's configuration for this node, once its id is known."""

@@ -31,6 +31,19 @@ starts using the new configuration (thesis 4.1), so the transport can reach a ne
 The driver also records when it last heard from each peer and from the leader (loop time), for
 ``Status``: :meth:`Driver.leader_contact_seconds` and :meth:`Driver.peer_contact_seconds`.
 
+Leases. The driver owns the node's :class:`~.lease_timer.LeaseTimer` (:attr:`Driver.leases`) and
+reads the node's lease clock (:attr:`Driver.clock`, a :class:`~.clock.NodeClock` the fault-injection
+service can skew). Every node, leader or not, feeds the state machine's lease updates
+(``sm.take_lease_updates()``) to the timer with ``clock.now()`` right after each applied entry, after
+a snapshot restore, and once at start (a state machine restored from a snapshot on disk). When the
+node becomes leader it calls ``became_leader``. At each tick (step 1; also during a save, step 3), a
+leader that has applied an entry of its own term (so every earlier keep-alive, since entries apply in
+log order) queues ``timer.expired(now)`` and ``timer.checkpoints(now)`` as internal proposals (no
+session, no caller waiting) on the normal proposal path, i.e. the inbox. That is O(leases) per tick
+and sends nothing itself: the tick's heartbeats leave with the same Ready as those appends, never
+after them. A lost internal proposal is harmless: the timer proposes an expiry again after its
+``retry``, and the next checkpoint replaces a lost one.
+
 A proposal's future resolves with the state machine's response when its entry (same index *and*
 term) is applied. If leadership is lost first, it fails with :class:`OutcomeUnknown`: the entry may
 still commit, so only an idempotent (session-numbered) retry is safe.
@@ -62,9 +75,11 @@ from ..raft import (
     Status,
 )
 from ..raft import confchange as _confchange
-from ..statemachine import Response, StateMachine
+from ..statemachine import Response, StateMachine, encode_command
 from ..storage import DiskStorage
+from .clock import NodeClock
 from .config import DriverConfig
+from .lease_timer import LeaseTimer
 
 log = logging.getLogger("coterie.driver")
 _T = TypeVar("_T")
@@ -114,6 +129,7 @@ class Driver:
         config: DriverConfig | None = None,
         *,
         on_conf_change: Callable[[ConfChange], None] | None = None,
+        clock: NodeClock | None = None,
     ) -> None:
         self.raw = raw
         self.storage = storage
@@ -146,6 +162,16 @@ class Driver:
         """Callbacks run (on the loop, in order) after a Ready's snapshot or committed entries were
         applied, i.e. whenever ``sm`` may have advanced (watches subscribe here). They must be quick,
         must not raise, and may remove themselves from the list."""
+        self.clock = clock if clock is not None else NodeClock()
+        """The node's lease clock (seconds, monotonic unless skewed on purpose)."""
+        self.leases = LeaseTimer(checkpoint_interval=self.cfg.lease_checkpoint_interval,
+                                 retry=self.cfg.lease_expire_retry)
+        """This node's lease countdown (see the module docstring)."""
+        self._applied_term = 0
+        """Term of the last entry applied (or of the restored snapshot)."""
+        self.internal_proposals = 0
+        """Lease expiries and checkpoints this node proposed (as leader), for tests and metrics."""
+        self._feed_leases()  # a state machine restored from a snapshot at start-up
 
     # ---------------------------------------------------------------- API for handlers
     def deliver(self, m: Message) -> None:
@@ -171,6 +197,11 @@ class Driver:
         self._inbox.append(("propose", data, fut))
         self._wake.set()
         return await fut
+
+    def leader_ready(self) -> bool:
+        """Whether this node leads and has applied an entry of its current term, hence every entry
+        of earlier terms (every keep-alive committed before it took over)."""
+        return self.role == Role.LEADER and self._applied_term == self.raw.raft.term
 
     async def propose_conf_change(self, cc: ConfChange) -> Response:
         """Replicate the membership change ``cc`` (thesis 4.1, one at a time) and return once it is
@@ -256,6 +287,8 @@ class Driver:
         self._next_tick += self.cfg.tick_interval
         if self._reads:
             self._expire_reads(now)
+        if self.leader_ready() and len(self.leases):
+            self._lease_tick()
         if self._next_tick < now:  # fell behind (a stalled loop): do not burst ticks
             self._next_tick = now + self.cfg.tick_interval
         return True
@@ -347,6 +380,31 @@ class Driver:
                 except ProposalDropped as exc:
                     fut.set_exception(exc)
 
+    def _lease_tick(self) -> None:
+        """Queue the lease timer's due expiries and checkpoint as internal proposals (leader only,
+        see the module docstring). Nobody awaits them; a lost one is proposed again by the timer."""
+        now = self.clock.now()
+        reqs: list[Any] = list(self.leases.expired(now))
+        cp = self.leases.checkpoints(now)
+        if cp is not None:
+            reqs.append(cp)
+        if not reqs or self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        for req in reqs:
+            fut: asyncio.Future[Response] = loop.create_future()
+            fut.add_done_callback(_consume_outcome)
+            self._queued_proposals += 1
+            self._inbox.append(("propose", encode_command(req), fut))
+            self.internal_proposals += 1
+        self._wake.set()
+
+    def _feed_leases(self) -> None:
+        """Hand the state machine's lease updates to the timer, at the lease clock's now."""
+        updates = self.sm.take_lease_updates()
+        if updates:
+            self.leases.apply_updates(updates, self.clock.now())
+
     def _expire_reads(self, now: float) -> None:
         for ctx, (deadline, fut) in list(self._reads.items()):
             if now >= deadline:
@@ -389,6 +447,8 @@ class Driver:
         self.transport.send(rd.persisted_messages)
         if rd.snapshot is not None:
             self.sm.restore(rd.snapshot.data)
+            self._applied_term = rd.snapshot.metadata.term
+            self._feed_leases()
         self._apply(committed)
         for rs in rd.read_states:
             pending = self._reads.pop(rs.context, None)
@@ -428,6 +488,8 @@ class Driver:
                     self.on_conf_change(cc)
             else:
                 resp = self.sm.apply(e.index, e.data)
+                self._feed_leases()
+            self._applied_term = e.term
             p = self._proposals.pop(e.index, None)
             if p is not None and not p.future.done():
                 if p.term == e.term:
@@ -439,6 +501,8 @@ class Driver:
     def _on_soft_state(self, role: Role, leader: int) -> None:
         was_leader = self.role == Role.LEADER
         self.role, self.leader = role, leader
+        if role == Role.LEADER and not was_leader:
+            self.leases.became_leader(self.clock.now())
         log.info("role change", extra={"node": self.raw.id, "term": self.raw.status().term,
                                        "role": role.name, "leader": leader})
         if was_leader and role != Role.LEADER:
@@ -477,6 +541,12 @@ class Driver:
                 fut.set_exception(exc)
         self._reads.clear()
         self._read_waits = []
+
+
+def _consume_outcome(fut: asyncio.Future[Response]) -> None:
+    """Retrieve an internal proposal's outcome so a failure is not reported as never retrieved."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def seeded_rng(node_id: int) -> random.Random:

@@ -39,6 +39,7 @@ from ..statemachine.types import (
     DeleteRangeResponse,
     ErrorResponse,
     Event,
+    Fence,
     KeepAliveRequest,
     KeyValue,
     Op,
@@ -61,8 +62,10 @@ __all__ = [
     "WatchCancel",
     "WatchCreate",
     "command_from_pb",
+    "fence_from_pb",
     "request_from_pb",
     "response_to_pb",
+    "session_from_header",
     "watch_request_from_pb",
     "watch_response_to_pb",
 ]
@@ -246,16 +249,43 @@ def _session_from_header(pb: Any) -> tuple[int, int]:
     return session_id, seq
 
 
+def fence_from_pb(pb: Any) -> Fence | None:
+    """The ``header.fence`` of a request as a :class:`Fence`, or None when it has none.
+    :class:`InvalidArgument` for an empty prefix or a token that is not positive (a holder's token
+    is a create revision, >= 1)."""
+    if not pb.HasField("header") or not pb.header.HasField("fence"):
+        return None
+    f = pb.header.fence
+    what = f"{type(pb).__name__}.header.fence"
+    if not f.prefix:
+        raise InvalidArgument(f"{what}.prefix: empty")
+    if not 1 <= f.token <= _MAX_INT:
+        raise InvalidArgument(f"{what}.token: must be a create revision >= 1, got {f.token}")
+    return Fence(f.prefix, f.token)
+
+
+def session_from_header(pb: Any) -> tuple[int, int]:
+    """``(session_id, seq)`` of a request's ``RequestHeader`` (``(0, 0)`` without one);
+    :class:`InvalidArgument` if only one of them is set or one is negative."""
+    return _session_from_header(pb)
+
+
 def command_from_pb(pb: PbRequest, timestamp: int = 0) -> Command:
     """The state machine command for a gRPC request: :func:`request_from_pb` plus the exactly-once
-    identity of its ``header`` (KV requests only). The leader sets ``timestamp`` when it proposes."""
+    identity and the fence of its ``header`` (KV requests only; a fence only on Put, DeleteRange and
+    Txn, the requests that have one). The leader sets ``timestamp`` when it proposes."""
     req = request_from_pb(pb)
     if isinstance(
         pb, kv_pb2.SessionOpenRequest | kv_pb2.SessionKeepAliveRequest | kv_pb2.SessionCloseRequest
     ):
         return Command(req, timestamp)
     session_id, seq = _session_from_header(pb)
-    return Command(req, timestamp, session_id, seq)
+    fence = None
+    if isinstance(pb, kv_pb2.PutRequest | kv_pb2.DeleteRangeRequest | kv_pb2.TxnRequest):
+        fence = fence_from_pb(pb)
+    elif pb.HasField("header") and pb.header.HasField("fence"):
+        raise InvalidArgument(f"{type(pb).__name__}.header.fence: only Put, DeleteRange and Txn take a fence")
+    return Command(req, timestamp, session_id, seq, fence)
 
 
 # ==================================================================================== responses

@@ -20,7 +20,8 @@ write names the leader in the trailing metadata, so the client redirects; the ad
 
 Membership (``MemberAdd``, ``MemberRemove``, ``MemberPromote``, ``MemberList``) is served by
 :class:`~.members.Membership`; ``Status`` reports how long ago this node heard from the leader
-(``leader_contact_seconds``) and, on the leader, from each peer (``last_contact_seconds``).
+(``leader_contact_seconds``) and, on the leader, from each peer (``last_contact_seconds``), and
+counts the live leases and the locks with a contender (:func:`count_locks`) in the applied state.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from ..raft import Role
 from ..raft.progress import ProgressState
-from ..statemachine import InvalidArgument, RangeRequest, TxnRequest, encode_command
+from ..statemachine import InvalidArgument, RangeRequest, StateMachine, TxnRequest, encode_command, prefix_end
 from .driver import Driver
 from .info import NodeInfo
 from .kv_codec import PbRequest, PbResponse, command_from_pb, request_from_pb, response_to_pb
@@ -50,6 +51,7 @@ __all__ = [
     "KVService",
     "SessionService",
     "add_services",
+    "count_locks",
 ]
 
 MAX_RECEIVE_MESSAGE_LENGTH = 2 * 1024 * 1024 + 64 * 1024
@@ -69,6 +71,22 @@ _SC = grpc.StatusCode
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+LOCKS_PREFIX = b"coterie/locks/"
+"""Where the client library keeps lock contenders: ``coterie/locks/<name>/<lease id, 16 hex>``."""
+
+
+def count_locks(sm: StateMachine) -> int:
+    """Distinct lock names with at least one key under :data:`LOCKS_PREFIX` (the name is what lies
+    between the prefix and the key's last ``/``; a key without a further ``/`` names itself)."""
+    resp = sm.kv.range(LOCKS_PREFIX, prefix_end(LOCKS_PREFIX), keys_only=True)
+    names = set()
+    for kv in resp.kvs:
+        rest = kv.key[len(LOCKS_PREFIX):]
+        name, sep, _ = rest.rpartition(b"/")
+        names.add(name if sep else rest)
+    return len(names)
 
 
 def _txn_is_read_only(req: TxnRequest) -> bool:
@@ -109,7 +127,8 @@ class _Service:
         cmd = command_from_pb(request, timestamp=_now_ms())
         self.driver.sm.kv.validate(cmd.request)  # refuse a bad write before it costs a log entry
         data = encode_command(
-            cmd.request, timestamp=cmd.timestamp, session_id=cmd.session_id, seq=cmd.seq
+            cmd.request, timestamp=cmd.timestamp, session_id=cmd.session_id, seq=cmd.seq,
+            fence=cmd.fence,
         )
         resp = await self.driver.propose(data)
         return response_to_pb(
@@ -131,6 +150,9 @@ class KVService(_Service):
     async def _range(self, request: kv_pb2.RangeRequest) -> PbResponse:
         req = request_from_pb(request)
         assert isinstance(req, RangeRequest)
+        if request.HasField("header") and request.header.HasField("fence"):
+            raise InvalidArgument("RangeRequest.header.fence: only Put, DeleteRange and Txn take a fence "
+                                  "(a fenced read is a Txn)")
         if not request.serializable and not self.info.unsafe_local_reads:
             await self.driver.read_barrier()
         resp = self.driver.sm.kv.range(
@@ -157,7 +179,8 @@ class KVService(_Service):
     async def _txn(self, request: kv_pb2.TxnRequest) -> PbResponse:
         req = request_from_pb(request)
         assert isinstance(req, TxnRequest)
-        if not _txn_is_read_only(req):
+        if not _txn_is_read_only(req) or (request.HasField("header") and request.header.HasField("fence")):
+            # A fenced txn goes through the log even when it only reads: the fence is checked there.
             return await self._propose(request)
         # Only ranges: evaluating it on the local store after a read barrier changes nothing and is
         # linearizable, so it need not go through the log.
@@ -248,6 +271,8 @@ class ClusterService(_Service):
             lead_transferee=st.lead_transferee,
             leader_contact_seconds=self.driver.leader_contact_seconds(),
             members=self._members(),
+            leases=len(self.driver.sm.leases),
+            locks=count_locks(self.driver.sm),
         )
         for pid in sorted(st.peers):
             p = st.peers[pid]

@@ -10,6 +10,8 @@ InvalidArgument, LimitExceeded              INVALID_ARGUMENT        ``coterie-er
 Compacted, FutureRevision                   OUT_OF_RANGE            ``coterie-error-bin``
 StaleRequest                                FAILED_PRECONDITION     ``coterie-error-bin``
 SessionExpired                              NOT_FOUND (kv.proto)    ``coterie-error-bin``
+LeaseNotFound                               NOT_FOUND               ``coterie-error-bin``
+FenceRejected                               FAILED_PRECONDITION     ``coterie-error-bin``
 other KVError                               UNKNOWN                 ``coterie-error-bin``
 NotLeader and other dropped proposals       UNAVAILABLE             ``coterie-leader-id``,
                                                                     ``coterie-leader-addr``
@@ -45,9 +47,11 @@ from coterie.v1.wire import ERROR_DETAIL_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY
 from ..raft import ConfChangeInProgress, InvalidConfChange, NotLeader, ProposalDropped
 from ..statemachine.errors import (
     Compacted,
+    FenceRejected,
     FutureRevision,
     InvalidArgument,
     KVError,
+    LeaseNotFound,
     LimitExceeded,
     SessionExpired,
     StaleRequest,
@@ -72,6 +76,8 @@ _KV_CODES: dict[type[KVError], grpc.StatusCode] = {
     FutureRevision: _SC.OUT_OF_RANGE,
     StaleRequest: _SC.FAILED_PRECONDITION,
     SessionExpired: _SC.NOT_FOUND,
+    LeaseNotFound: _SC.NOT_FOUND,
+    FenceRejected: _SC.FAILED_PRECONDITION,  # the lock was lost: retrying cannot help
 }
 
 _MEMBERSHIP_CODES: dict[type, grpc.StatusCode] = {
@@ -95,6 +101,10 @@ def error_detail(error: KVError) -> kv_pb2.ErrorDetail:
         d.session_id, d.seq, d.latest_seq = error.session_id, error.seq, error.latest_seq
     elif isinstance(error, SessionExpired):
         d.session_id = error.session_id
+    elif isinstance(error, LeaseNotFound):
+        d.lease_id = error.lease_id
+    elif isinstance(error, FenceRejected):
+        d.fence_token, d.holder_token = error.token, error.holder_token
     return d
 
 

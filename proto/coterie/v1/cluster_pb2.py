@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from coterie.v1 import kv_pb2 as coterie_dot_v1_dot_kv__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63oterie/v1/cluster.proto\x12\ncoterie.v1\x1a\x13\x63oterie/v1/kv.proto\"^\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_addr\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x04 \x01(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"\x0f\n\rStatusRequest\"\xaa\x01\n\x0cPeerProgress\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05match\x18\x02 \x01(\x04\x12\x0c\n\x04next\x18\x03 \x01(\x04\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.coterie.v1.ProgressState\x12\x12\n\nis_learner\x18\x05 \x01(\x08\x12\x15\n\rrecent_active\x18\x06 \x01(\x08\x12\x1c\n\x14last_contact_seconds\x18\x07 \x01(\x01\"\xfe\x02\n\x0eStatusResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12\x11\n\tmember_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1e\n\x04role\x18\x04 \x01(\x0e\x32\x10.coterie.v1.Role\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x11\n\tleader_id\x18\x06 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x07 \x01(\x04\x12\x15\n\rapplied_index\x18\x08 \x01(\x04\x12\x13\n\x0b\x66irst_index\x18\t \x01(\x04\x12\x12\n\nlast_index\x18\n \x01(\x04\x12*\n\x08progress\x18\x0b \x03(\x0b\x32\x18.coterie.v1.PeerProgress\x12\x1e\n\x16leader_contact_seconds\x18\x0c \x01(\x01\x12\x17\n\x0flead_transferee\x18\r \x01(\x04\x12#\n\x07members\x18\x0e \x03(\x0b\x32\x12.coterie.v1.Member\")\n\x11MemberListRequest\x12\x14\n\x0clinearizable\x18\x01 \x01(\x08\"e\n\x12MemberListResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12#\n\x07members\x18\x02 \x03(\x0b\x32\x12.coterie.v1.Member\"h\n\x10MemberAddRequest\x12\x11\n\tpeer_addr\x18\x01 \x01(\t\x12\x12\n\nas_learner\x18\x02 \x01(\x08\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x04 \x01(\t\x12\n\n\x02id\x18\x05 \x01(\x04\"\x88\x01\n\x11MemberAddResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12\"\n\x06member\x18\x02 \x01(\x0b\x32\x12.coterie.v1.Member\x12#\n\x07members\x18\x03 \x03(\x0b\x32\x12.coterie.v1.Member\"!\n\x13MemberRemoveRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"g\n\x14MemberRemoveResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12#\n\x07members\x18\x02 \x03(\x0b\x32\x12.coterie.v1.Member\"\"\n\x14MemberPromoteRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"h\n\x15MemberPromoteResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12#\n\x07members\x18\x02 \x03(\x0b\x32\x12.coterie.v1.Member\"\'\n\x15TransferLeaderRequest\x12\x0e\n\x06target\x18\x01 \x01(\x04\"W\n\x16TransferLeaderResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12\x11\n\tleader_id\x18\x02 \x01(\x04\"H\n\x0ePublishRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\"\n\x06member\x18\x02 \x01(\x0b\x32\x12.coterie.v1.Member\"=\n\x0fPublishResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\".\n\x0bJoinRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpeer_addr\x18\x02 \x01(\t\"\x83\x01\n\x0cJoinResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12\"\n\x06member\x18\x02 \x01(\x0b\x32\x12.coterie.v1.Member\x12#\n\x07members\x18\x03 \x03(\x0b\x32\x12.coterie.v1.Member*V\n\x04Role\x12\x11\n\rROLE_FOLLOWER\x10\x00\x12\x16\n\x12ROLE_PRE_CANDIDATE\x10\x01\x12\x12\n\x0eROLE_CANDIDATE\x10\x02\x12\x0f\n\x0bROLE_LEADER\x10\x03*R\n\rProgressState\x12\x12\n\x0ePROGRESS_PROBE\x10\x00\x12\x16\n\x12PROGRESS_REPLICATE\x10\x01\x12\x15\n\x11PROGRESS_SNAPSHOT\x10\x02\x32\xe3\x03\n\x07\x43luster\x12?\n\x06Status\x12\x19.coterie.v1.StatusRequest\x1a\x1a.coterie.v1.StatusResponse\x12K\n\nMemberList\x12\x1d.coterie.v1.MemberListRequest\x1a\x1e.coterie.v1.MemberListResponse\x12H\n\tMemberAdd\x12\x1c.coterie.v1.MemberAddRequest\x1a\x1d.coterie.v1.MemberAddResponse\x12Q\n\x0cMemberRemove\x12\x1f.coterie.v1.MemberRemoveRequest\x1a .coterie.v1.MemberRemoveResponse\x12T\n\rMemberPromote\x12 .coterie.v1.MemberPromoteRequest\x1a!.coterie.v1.MemberPromoteResponse\x12W\n\x0eTransferLeader\x12!.coterie.v1.TransferLeaderRequest\x1a\".coterie.v1.TransferLeaderResponse2\x8c\x01\n\x0b\x43lusterPeer\x12\x42\n\x07Publish\x12\x1a.coterie.v1.PublishRequest\x1a\x1b.coterie.v1.PublishResponse\x12\x39\n\x04Join\x12\x17.coterie.v1.JoinRequest\x1a\x18.coterie.v1.JoinResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63oterie/v1/cluster.proto\x12\ncoterie.v1\x1a\x13\x63oterie/v1/kv.proto\"^\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_addr\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x04 \x01(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"\x0f\n\rStatusRequest\"\xaa\x01\n\x0cPeerProgress\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05match\x18\x02 \x01(\x04\x12\x0c\n\x04next\x18\x03 \x01(\x04\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.coterie.v1.ProgressState\x12\x12\n\nis_learner\x18\x05 \x01(\x08\x12\x15\n\rrecent_active\x18\x06 \x01(\x08\x12\x1c\n\x14last_contact_seconds\x18\x07 \x01(\x01\"\x9d\x03\n\x0eStatusResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12\x11\n\tmember_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1e\n\x04role\x18\x04 \x01(\x0e\x32\x10.coterie.v1.Role\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x11\n\tleader_id\x18\x06 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x07 \x01(\x04\x12\x15\n\rapplied_index\x18\x08 \x01(\x04\x12\x13\n\x0b\x66irst_index\x18\t \x01(\x04\x12\x12\n\nlast_index\x18\n \x01(\x04\x12*\n\x08progress\x18\x0b \x03(\x0b\x32\x18.coterie.v1.PeerProgress\x12\x1e\n\x16leader_contact_seconds\x18\x0c \x01(\x01\x12\x17\n\x0flead_transferee\x18\r \x01(\x04\x12#\n\x07members\x18\x0e \x03(\x0b\x32\x12.coterie.v1.Member\x12\x0e\n\x06leases\x18\x0f \x01(\x03\x12\r\n\x05locks\x18\x10 \x01(\x03\")\n\x11MemberListRequest\x12\x14\n\x0clinearizable\x18\x01 \x01(\x08\"e\n\x12MemberListResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12#\n\x07members\x18\x02 \x03(\x0b\x32\x12.coterie.v1.Member\"h\n\x10MemberAddRequest\x12\x11\n\tpeer_addr\x18\x01 \x01(\t\x12\x12\n\nas_learner\x18\x02 \x01(\x08\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x04 \x01(\t\x12\n\n\x02id\x18\x05 \x01(\x04\"\x88\x01\n\x11MemberAddResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12\"\n\x06member\x18\x02 \x01(\x0b\x32\x12.coterie.v1.Member\x12#\n\x07members\x18\x03 \x03(\x0b\x32\x12.coterie.v1.Member\"!\n\x13MemberRemoveRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"g\n\x14MemberRemoveResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12#\n\x07members\x18\x02 \x03(\x0b\x32\x12.coterie.v1.Member\"\"\n\x14MemberPromoteRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"h\n\x15MemberPromoteResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12#\n\x07members\x18\x02 \x03(\x0b\x32\x12.coterie.v1.Member\"\'\n\x15TransferLeaderRequest\x12\x0e\n\x06target\x18\x01 \x01(\x04\"W\n\x16TransferLeaderResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12\x11\n\tleader_id\x18\x02 \x01(\x04\"H\n\x0ePublishRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\"\n\x06member\x18\x02 \x01(\x0b\x32\x12.coterie.v1.Member\"=\n\x0fPublishResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\".\n\x0bJoinRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpeer_addr\x18\x02 \x01(\t\"\x83\x01\n\x0cJoinResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.coterie.v1.ResponseHeader\x12\"\n\x06member\x18\x02 \x01(\x0b\x32\x12.coterie.v1.Member\x12#\n\x07members\x18\x03 \x03(\x0b\x32\x12.coterie.v1.Member*V\n\x04Role\x12\x11\n\rROLE_FOLLOWER\x10\x00\x12\x16\n\x12ROLE_PRE_CANDIDATE\x10\x01\x12\x12\n\x0eROLE_CANDIDATE\x10\x02\x12\x0f\n\x0bROLE_LEADER\x10\x03*R\n\rProgressState\x12\x12\n\x0ePROGRESS_PROBE\x10\x00\x12\x16\n\x12PROGRESS_REPLICATE\x10\x01\x12\x15\n\x11PROGRESS_SNAPSHOT\x10\x02\x32\xe3\x03\n\x07\x43luster\x12?\n\x06Status\x12\x19.coterie.v1.StatusRequest\x1a\x1a.coterie.v1.StatusResponse\x12K\n\nMemberList\x12\x1d.coterie.v1.MemberListRequest\x1a\x1e.coterie.v1.MemberListResponse\x12H\n\tMemberAdd\x12\x1c.coterie.v1.MemberAddRequest\x1a\x1d.coterie.v1.MemberAddResponse\x12Q\n\x0cMemberRemove\x12\x1f.coterie.v1.MemberRemoveRequest\x1a .coterie.v1.MemberRemoveResponse\x12T\n\rMemberPromote\x12 .coterie.v1.MemberPromoteRequest\x1a!.coterie.v1.MemberPromoteResponse\x12W\n\x0eTransferLeader\x12!.coterie.v1.TransferLeaderRequest\x1a\".coterie.v1.TransferLeaderResponse2\x8c\x01\n\x0b\x43lusterPeer\x12\x42\n\x07Publish\x12\x1a.coterie.v1.PublishRequest\x1a\x1b.coterie.v1.PublishResponse\x12\x39\n\x04Join\x12\x17.coterie.v1.JoinRequest\x1a\x18.coterie.v1.JoinResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coterie.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1854
-  _globals['_ROLE']._serialized_end=1940
-  _globals['_PROGRESSSTATE']._serialized_start=1942
-  _globals['_PROGRESSSTATE']._serialized_end=2024
+  _globals['_ROLE']._serialized_start=1885
+  _globals['_ROLE']._serialized_end=1971
+  _globals['_PROGRESSSTATE']._serialized_start=1973
+  _globals['_PROGRESSSTATE']._serialized_end=2055
   _globals['_MEMBER']._serialized_start=61
   _globals['_MEMBER']._serialized_end=155
   _globals['_STATUSREQUEST']._serialized_start=157
@@ -43,37 +43,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PEERPROGRESS']._serialized_start=175
   _globals['_PEERPROGRESS']._serialized_end=345
   _globals['_STATUSRESPONSE']._serialized_start=348
-  _globals['_STATUSRESPONSE']._serialized_end=730
-  _globals['_MEMBERLISTREQUEST']._serialized_start=732
-  _globals['_MEMBERLISTREQUEST']._serialized_end=773
-  _globals['_MEMBERLISTRESPONSE']._serialized_start=775
-  _globals['_MEMBERLISTRESPONSE']._serialized_end=876
-  _globals['_MEMBERADDREQUEST']._serialized_start=878
-  _globals['_MEMBERADDREQUEST']._serialized_end=982
-  _globals['_MEMBERADDRESPONSE']._serialized_start=985
-  _globals['_MEMBERADDRESPONSE']._serialized_end=1121
-  _globals['_MEMBERREMOVEREQUEST']._serialized_start=1123
-  _globals['_MEMBERREMOVEREQUEST']._serialized_end=1156
-  _globals['_MEMBERREMOVERESPONSE']._serialized_start=1158
-  _globals['_MEMBERREMOVERESPONSE']._serialized_end=1261
-  _globals['_MEMBERPROMOTEREQUEST']._serialized_start=1263
-  _globals['_MEMBERPROMOTEREQUEST']._serialized_end=1297
-  _globals['_MEMBERPROMOTERESPONSE']._serialized_start=1299
-  _globals['_MEMBERPROMOTERESPONSE']._serialized_end=1403
-  _globals['_TRANSFERLEADERREQUEST']._serialized_start=1405
-  _globals['_TRANSFERLEADERREQUEST']._serialized_end=1444
-  _globals['_TRANSFERLEADERRESPONSE']._serialized_start=1446
-  _globals['_TRANSFERLEADERRESPONSE']._serialized_end=1533
-  _globals['_PUBLISHREQUEST']._serialized_start=1535
-  _globals['_PUBLISHREQUEST']._serialized_end=1607
-  _globals['_PUBLISHRESPONSE']._serialized_start=1609
-  _globals['_PUBLISHRESPONSE']._serialized_end=1670
-  _globals['_JOINREQUEST']._serialized_start=1672
-  _globals['_JOINREQUEST']._serialized_end=1718
-  _globals['_JOINRESPONSE']._serialized_start=1721
-  _globals['_JOINRESPONSE']._serialized_end=1852
-  _globals['_CLUSTER']._serialized_start=2027
-  _globals['_CLUSTER']._serialized_end=2510
-  _globals['_CLUSTERPEER']._serialized_start=2513
-  _globals['_CLUSTERPEER']._serialized_end=2653
+  _globals['_STATUSRESPONSE']._serialized_end=761
+  _globals['_MEMBERLISTREQUEST']._serialized_start=763
+  _globals['_MEMBERLISTREQUEST']._serialized_end=804
+  _globals['_MEMBERLISTRESPONSE']._serialized_start=806
+  _globals['_MEMBERLISTRESPONSE']._serialized_end=907
+  _globals['_MEMBERADDREQUEST']._serialized_start=909
+  _globals['_MEMBERADDREQUEST']._serialized_end=1013
+  _globals['_MEMBERADDRESPONSE']._serialized_start=1016
+  _globals['_MEMBERADDRESPONSE']._serialized_end=1152
+  _globals['_MEMBERREMOVEREQUEST']._serialized_start=1154
+  _globals['_MEMBERREMOVEREQUEST']._serialized_end=1187
+  _globals['_MEMBERREMOVERESPONSE']._serialized_start=1189
+  _globals['_MEMBERREMOVERESPONSE']._serialized_end=1292
+  _globals['_MEMBERPROMOTEREQUEST']._serialized_start=1294
+  _globals['_MEMBERPROMOTEREQUEST']._serialized_end=1328
+  _globals['_MEMBERPROMOTERESPONSE']._serialized_start=1330
+  _globals['_MEMBERPROMOTERESPONSE']._serialized_end=1434
+  _globals['_TRANSFERLEADERREQUEST']._serialized_start=1436
+  _globals['_TRANSFERLEADERREQUEST']._serialized_end=1475
+  _globals['_TRANSFERLEADERRESPONSE']._serialized_start=1477
+  _globals['_TRANSFERLEADERRESPONSE']._serialized_end=1564
+  _globals['_PUBLISHREQUEST']._serialized_start=1566
+  _globals['_PUBLISHREQUEST']._serialized_end=1638
+  _globals['_PUBLISHRESPONSE']._serialized_start=1640
+  _globals['_PUBLISHRESPONSE']._serialized_end=1701
+  _globals['_JOINREQUEST']._serialized_start=1703
+  _globals['_JOINREQUEST']._serialized_end=1749
+  _globals['_JOINRESPONSE']._serialized_start=1752
+  _globals['_JOINRESPONSE']._serialized_end=1883
+  _globals['_CLUSTER']._serialized_start=2058
+  _globals['_CLUSTER']._serialized_end=2541
+  _globals['_CLUSTERPEER']._serialized_start=2544
+  _globals['_CLUSTERPEER']._serialized_end=2684
 # @@protoc_insertion_point(module_scope)

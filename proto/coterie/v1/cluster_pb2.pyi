@@ -65,7 +65,7 @@ class PeerProgress(_message.Message):
     def __init__(self, id: _Optional[int] = ..., match: _Optional[int] = ..., next: _Optional[int] = ..., state: _Optional[_Union[ProgressState, str]] = ..., is_learner: _Optional[bool] = ..., recent_active: _Optional[bool] = ..., last_contact_seconds: _Optional[float] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("header", "member_id", "name", "role", "term", "leader_id", "commit_index", "applied_index", "first_index", "last_index", "progress", "leader_contact_seconds", "lead_transferee", "members")
+    __slots__ = ("header", "member_id", "name", "role", "term", "leader_id", "commit_index", "applied_index", "first_index", "last_index", "progress", "leader_contact_seconds", "lead_transferee", "members", "leases", "locks")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,8 @@ class StatusResponse(_message.Message):
     LEADER_CONTACT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LEAD_TRANSFEREE_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    LOCKS_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.ResponseHeader
     member_id: int
     name: str
@@ -94,7 +96,9 @@ class StatusResponse(_message.Message):
     leader_contact_seconds: float
     lead_transferee: int
     members: _containers.RepeatedCompositeFieldContainer[Member]
-    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., member_id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., first_index: _Optional[int] = ..., last_index: _Optional[int] = ..., progress: _Optional[_Iterable[_Union[PeerProgress, _Mapping]]] = ..., leader_contact_seconds: _Optional[float] = ..., lead_transferee: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+    leases: int
+    locks: int
+    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., member_id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., first_index: _Optional[int] = ..., last_index: _Optional[int] = ..., progress: _Optional[_Iterable[_Union[PeerProgress, _Mapping]]] = ..., leader_contact_seconds: _Optional[float] = ..., lead_transferee: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., leases: _Optional[int] = ..., locks: _Optional[int] = ...) -> None: ...
 
 class MemberListRequest(_message.Message):
     __slots__ = ("linearizable",)
