@@ -11,25 +11,37 @@ to and from the types) and ``_watch`` (a watch's resume state). The router and t
 take an injected clock (and random source), so their tests need no sleeps. Nothing here imports
 ``coterie.node`` (but ``cli.py``'s ``node`` command, which runs one)."""
 
+from ._lease import DRIFT_BOUND
 from .aio import AsyncClient, AsyncWatch
 from .errors import (
     Compacted,
     CoterieError,
     DeadlineExceeded,
     FailedPrecondition,
+    FenceRejected,
     InvalidArgument,
+    LeaseLost,
+    LeaseNotFound,
+    LockTimeout,
     NotLeader,
     OutcomeUnknown,
     ResourceExhausted,
     SessionExpired,
     Unavailable,
 )
-from .sync import Client, Watch
+from .fencing import FencingGuard
+from .leases import AsyncLease
+from .locks import AsyncElection, AsyncLeadership, AsyncLock, AsyncObserver
+from .sync import Client, Election, Leadership, Lease, Lock, Observer, Watch
 from .types import (
     ClusterStatus,
     Compare,
     DeleteResult,
+    Fence,
     KeyValue,
+    LeaderInfo,
+    LeaseInfo,
+    LeaseTTL,
     MemberStatus,
     Op,
     PutResult,
@@ -39,7 +51,13 @@ from .types import (
 )
 
 __all__ = [
+    "DRIFT_BOUND",
     "AsyncClient",
+    "AsyncElection",
+    "AsyncLeadership",
+    "AsyncLease",
+    "AsyncLock",
+    "AsyncObserver",
     "AsyncWatch",
     "Client",
     "ClusterStatus",
@@ -48,11 +66,25 @@ __all__ = [
     "CoterieError",
     "DeadlineExceeded",
     "DeleteResult",
+    "Election",
     "FailedPrecondition",
+    "Fence",
+    "FenceRejected",
+    "FencingGuard",
     "InvalidArgument",
     "KeyValue",
+    "LeaderInfo",
+    "Leadership",
+    "Lease",
+    "LeaseInfo",
+    "LeaseLost",
+    "LeaseNotFound",
+    "LeaseTTL",
+    "Lock",
+    "LockTimeout",
     "MemberStatus",
     "NotLeader",
+    "Observer",
     "Op",
     "OutcomeUnknown",
     "PutResult",
