@@ -10,7 +10,7 @@ import math
 import random
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc  # type: ignore[import-untyped]
 import pytest
@@ -189,8 +189,8 @@ class Harness:
                     return Call()
 
         self.c._take_session = take_session  # type: ignore[method-assign]
-        self.c._invoke = invoke  # type: ignore[assignment]
-        self.c._get_stubs = lambda ep: Stubs()  # type: ignore[method-assign,return-value]
+        self.c._invoke = invoke  # type: ignore[method-assign]
+        self.c._get_stubs = cast(Any, lambda ep: Stubs())  # type: ignore[method-assign]
         self.c._router.needs_discovery = lambda: False  # type: ignore[method-assign]
 
 
