@@ -90,10 +90,10 @@ def test_lease_grant_ttl_list_and_revoke(client: Client) -> None:
 def test_lease_expires_without_keepalive_and_is_reported_lost(client: Client) -> None:
     lease = client.grant_lease(1.0)
     client.put("lease/expiring", "x", lease=lease)
-    assert lease.wait_lost(1.0 + 2)  # the client's own watchdog, at valid_until
+    assert lease.wait_lost(lease.ttl + 2)  # the client's own watchdog, at valid_until (ttl >= 1.0: minimum)
     assert not lease.alive
     poll("the key of an expired lease to go", lambda: True if client.get("lease/expiring") is None else None,
-         1.0 + MARGIN)
+         lease.ttl + MARGIN)
     with pytest.raises(LeaseNotFound):
         client.revoke_lease(lease.id)
 
@@ -107,7 +107,7 @@ def test_kept_alive_lease_outlives_its_ttl_and_is_revoked_on_exit(client: Client
             time.sleep(0.1)
         assert lease.keepalives >= 5
         assert client.get("lease/kept") is not None
-        assert time.monotonic() < lease.valid_until <= time.monotonic() + 1.2
+        assert time.monotonic() < lease.valid_until <= time.monotonic() + lease.ttl  # ttl: >= the minimum
     assert client.get("lease/kept") is None  # revoked on exit
     assert not lease.lost.is_set()  # a release is not a loss
 
@@ -118,7 +118,7 @@ def test_keepalive_of_an_existing_lease_and_ttl_zero_is_a_loss(client: Client) -
     time.sleep(2.5)
     assert kept.alive and client.lease_ttl(lease.id).exists
     client.revoke_lease(lease.id)  # from "outside" the keeping handle
-    assert kept.wait_lost(1.5 + 2)
+    assert kept.wait_lost(kept.ttl + 2)
     kept.stop_keepalive()
 
 
