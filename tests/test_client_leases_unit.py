@@ -143,6 +143,8 @@ class Harness:
         self.latency = latency
         self.requests: list[tuple[str, Any]] = []
         self.sent: list[float] = []
+        self.answered: list[float] = []
+        """The send times of the keep-alives answered (in order)."""
         self.answer: Callable[[int], int] = lambda n: self.ttl_ms
         self.hang = False
         self.streams = 0
@@ -169,6 +171,7 @@ class Harness:
 
             async def write(self, req: Any) -> None:
                 harness.sent.append(harness.now)
+                self.last_sent = harness.now
                 self.pending += 1
 
             async def read(self) -> Any:
@@ -177,6 +180,7 @@ class Harness:
                 await asyncio.sleep(0)
                 harness.now += harness.latency
                 n = len(harness.sent)
+                harness.answered.append(self.last_sent)
                 return lease_pb2.LeaseKeepAliveResponse(id=42, ttl_ms=harness.answer(n))
 
             def cancel(self) -> None:
@@ -230,15 +234,16 @@ async def test_keepalive_loop_moves_valid_until_to_each_answered_send_time() -> 
     h = Harness(ttl_ms=300, latency=0.02)
     lease = h.c.lease(0.3)
     async with lease:
-        for _ in range(200):
-            if len(h.sent) >= 3:
+        for _ in range(500):
+            if len(h.answered) >= 3 and lease.keepalives == len(h.answered):
                 break
             h.now += 0.01  # fake time passes while we wait (real sleeps pace the loop)
             await asyncio.sleep(0.01)
-        assert len(h.sent) >= 3
-        await asyncio.sleep(0)
-        answered = h.sent[lease.keepalives - 1]
-        assert lease.valid_until == pytest.approx(answered + 0.3 * (1 - DRIFT_BOUND))
+        assert len(h.answered) >= 3 and lease.keepalives == len(h.answered)
+        # counted from the newest answered request's SEND time (read just before the write, so at
+        # most one fake step of 0.01 earlier), never from its answer's arrival (0.02 later)
+        base = lease.valid_until - 0.3 * (1 - DRIFT_BOUND)
+        assert h.answered[-1] - 0.0101 <= base <= h.answered[-1] + 1e-9
         assert lease.alive and not lease.lost.is_set()
     assert h.requests[-1][0] == "Revoke" and h.requests[-1][1].id == 42
 

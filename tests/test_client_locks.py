@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -373,3 +374,50 @@ def test_election_campaign_observe_proclaim_resign(eps: str, client: Client) -> 
         finally:
             obs.close()
             ot.join(10)
+
+
+def _cli(eps: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "coterie.client.cli", "--endpoints", eps, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_lease_grant_ttl_list_revoke(eps: str, client: Client) -> None:
+    r = _cli(eps, "-o", "json", "lease", "grant", "30")
+    assert r.returncode == 0, r.stderr
+    g = json.loads(r.stdout)
+    lid = g["id"]
+    assert g["ttl"] >= 30 and g["id_hex"] == f"{lid:016x}"
+    client.put("cli-lease/k", "v", lease=lid)
+    r = _cli(eps, "-o", "json", "lease", "ttl", f"0x{lid:x}", "--keys")
+    t = json.loads(r.stdout)
+    assert r.returncode == 0 and t["exists"] and 0 < t["remaining"] <= 30 and t["keys"] == ["cli-lease/k"]
+    r = _cli(eps, "-o", "json", "lease", "list")
+    assert r.returncode == 0 and lid in {x["id"] for x in json.loads(r.stdout)}
+    r = _cli(eps, "lease", "revoke", str(lid))
+    assert r.returncode == 0 and "1 keys deleted" in r.stdout, r.stderr
+    r = _cli(eps, "lease", "ttl", str(lid))
+    assert r.returncode == 1 and "not found" in r.stderr
+    r = _cli(eps, "lease", "revoke", str(lid))
+    assert r.returncode == 1 and "not found" in r.stderr
+    assert client.get("cli-lease/k") is None
+
+
+def test_cli_elect_and_observe(eps: str, client: Client) -> None:
+    env = {**os.environ, "COTERIE_ENDPOINTS": eps}
+    cli = [sys.executable, "-m", "coterie.client.cli"]
+    obs = subprocess.Popen([*cli, "elect", "test/cli-elect", "--observe"],
+                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cand = subprocess.Popen([*cli, "elect", "test/cli-elect", "me"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert cand.stdout is not None and obs.stdout is not None
+        assert _readline(cand.stdout, 30).startswith("elected: me (token ")
+        assert _readline(obs.stdout, 30).startswith("leader: me (token ")
+        cand.send_signal(signal.SIGINT)
+        assert cand.wait(15) == 0
+        assert client.election("test/cli-elect").leader() is None  # resigned
+    finally:
+        for p in (obs, cand):
+            if p.poll() is None:
+                p.kill()
+            p.wait(10)
