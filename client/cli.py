@@ -212,7 +212,7 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
             "client_addr": ep, "peer_addr": m.peer_addr if m is not None else "",
             "role": "", "term": 0, "leader": 0, "leader_name": "", "commit": 0, "applied": 0,
             "first_index": 0, "last_index": 0, "log_entries": 0, "revision": 0,
-            "leader_contact_seconds": None, "progress": None, "error": err,
+            "leader_contact_seconds": None, "progress": None, "error": err, "leases": None, "locks": None,
         }
         if st is not None:
             if st.member_id in seen:
@@ -224,7 +224,10 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
                        applied=ms.applied_index, first_index=first, last_index=last,
                        log_entries=max(0, last - first + 1), revision=ms.revision,
                        leader_contact_seconds=(_seconds(st.leader_contact_seconds)
-                                               if ms.role != "leader" else None))
+                                               if ms.role != "leader" else None),
+                       # live leases and held locks in the member's applied state (None: a stub or a
+                       # server from before the fields existed)
+                       leases=_opt_int(st, "leases"), locks=_opt_int(st, "locks"))
         if row["id"]:
             seen.add(row["id"])
             p = progress.get(row["id"])
@@ -238,10 +241,19 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
             rows.append({"name": m.name, "id": mid, "client_addr": m.client_addr, "peer_addr": m.peer_addr,
                          "role": "", "term": 0, "leader": 0, "leader_name": "", "commit": 0, "applied": 0,
                          "first_index": 0, "last_index": 0, "log_entries": 0, "revision": 0,
-                         "leader_contact_seconds": None, "progress": None,
+                         "leader_contact_seconds": None, "progress": None, "leases": None, "locks": None,
                          "error": "not asked: its client address is unknown (add it to --endpoints)"})
     rows.sort(key=lambda r: (r["name"] == "", r["name"], r["client_addr"]))
     return rows
+
+
+def _opt_int(msg: Any, field: str) -> int | None:
+    v = getattr(msg, field, None)
+    return None if v is None else int(v)
+
+
+def _dash(v: object) -> object:
+    return "-" if v is None else v
 
 
 def _last_contact(r: dict[str, Any]) -> str:
@@ -261,7 +273,8 @@ def _last_contact(r: dict[str, Any]) -> str:
 @_handles_errors
 def status(ctx: click.Context, output: str | None) -> None:
     """One row per member: name, addresses, role, term, leader, commit and applied index, log size
-    (entries held), last contact with the leader. Exits 1 if no member answers or none knows a leader."""
+    (entries held), live leases and held locks (its applied state), last contact with the leader.
+    Exits 1 if no member answers or none knows a leader."""
     from ._router import parse_endpoints
 
     eps = parse_endpoints(ctx.obj["endpoints"])
@@ -270,7 +283,7 @@ def status(ctx: click.Context, output: str | None) -> None:
         click.echo(json.dumps(rows, indent=2))
     else:
         hdr = ["NAME", "ID", "CLIENT ADDR", "PEER ADDR", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED",
-               "LOG", "LAST CONTACT"]
+               "LOG", "LEASES", "LOCKS", "LAST CONTACT"]
         body: list[list[Any]] = []
         for r in rows:
             line: list[Any] = [r["name"] or "-", f"{r['id']:x}" if r["id"] else "-", r["client_addr"] or "-",
@@ -280,7 +293,7 @@ def status(ctx: click.Context, output: str | None) -> None:
             else:
                 leader = r["leader_name"] or (f"{r['leader']:x}" if r["leader"] else "none")
                 line += [r["role"], r["term"], leader, r["commit"], r["applied"], r["log_entries"],
-                         _last_contact(r)]
+                         _dash(r["leases"]), _dash(r["locks"]), _last_contact(r)]
             body.append(line)
         click.echo(_table(hdr, body))
     if all(r["error"] for r in rows):

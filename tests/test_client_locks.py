@@ -421,3 +421,18 @@ def test_cli_elect_and_observe(eps: str, client: Client) -> None:
             if p.poll() is None:
                 p.kill()
             p.wait(10)
+
+
+def test_cli_status_counts_leases_and_locks(eps: str, client: Client) -> None:
+    with client.lock("test/status", ttl=30) as lk:
+        def counted() -> list[dict[str, object]] | None:
+            r = _cli(eps, "status", "-o", "json")
+            rows = json.loads(r.stdout) if r.returncode == 0 else []
+            ok = rows and all(isinstance(x["locks"], int) and x["locks"] >= 1 and isinstance(x["leases"], int)
+                              and x["leases"] >= 1 for x in rows)
+            return rows if ok else None
+
+        poll("status to count the held lock", counted, 20, interval=0.5)
+        assert lk.alive
+        r = _cli(eps, "status")
+        assert r.returncode == 0 and "LEASES" in r.stdout.splitlines()[0] and "LOCKS" in r.stdout
