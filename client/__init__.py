@@ -11,6 +11,7 @@ to and from the types) and ``_watch`` (a watch's resume state). The router and t
 take an injected clock (and random source), so their tests need no sleeps. Nothing here imports
 ``coterie.node`` (but ``cli.py``'s ``node`` command, which runs one)."""
 
+from ._lease import DRIFT_BOUND
 from .aio import AsyncClient, AsyncWatch
 from .errors import (
     ClientClosed,
@@ -18,20 +19,31 @@ from .errors import (
     CoterieError,
     DeadlineExceeded,
     FailedPrecondition,
+    FenceRejected,
     InvalidArgument,
     InvalidEndpoint,
+    LeaseLost,
+    LeaseNotFound,
+    LockTimeout,
     NotLeader,
     OutcomeUnknown,
     ResourceExhausted,
     SessionExpired,
     Unavailable,
 )
-from .sync import Client, Watch
+from .fencing import FencingGuard
+from .leases import AsyncLease
+from .locks import AsyncElection, AsyncLeadership, AsyncLock, AsyncObserver
+from .sync import Client, Election, Leadership, Lease, Lock, Observer, Watch
 from .types import (
     ClusterStatus,
     Compare,
     DeleteResult,
+    Fence,
     KeyValue,
+    LeaderInfo,
+    LeaseInfo,
+    LeaseTTL,
     MemberStatus,
     Op,
     PutResult,
@@ -41,7 +53,13 @@ from .types import (
 )
 
 __all__ = [
+    "DRIFT_BOUND",
     "AsyncClient",
+    "AsyncElection",
+    "AsyncLeadership",
+    "AsyncLease",
+    "AsyncLock",
+    "AsyncObserver",
     "AsyncWatch",
     "Client",
     "ClientClosed",
@@ -51,12 +69,26 @@ __all__ = [
     "CoterieError",
     "DeadlineExceeded",
     "DeleteResult",
+    "Election",
     "FailedPrecondition",
+    "Fence",
+    "FenceRejected",
+    "FencingGuard",
     "InvalidArgument",
     "InvalidEndpoint",
     "KeyValue",
+    "LeaderInfo",
+    "Leadership",
+    "Lease",
+    "LeaseInfo",
+    "LeaseLost",
+    "LeaseNotFound",
+    "LeaseTTL",
+    "Lock",
+    "LockTimeout",
     "MemberStatus",
     "NotLeader",
+    "Observer",
     "Op",
     "OutcomeUnknown",
     "PutResult",

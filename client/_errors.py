@@ -15,7 +15,9 @@ from .errors import (
     Compacted,
     CoterieError,
     FailedPrecondition,
+    FenceRejected,
     InvalidArgument,
+    LeaseNotFound,
     NotLeader,
     OutcomeUnknown,
     ResourceExhausted,
@@ -25,6 +27,8 @@ from .errors import (
 
 _COMPACTED = kv_pb2.ERROR_CODE_COMPACTED
 _EXPIRED = kv_pb2.ERROR_CODE_SESSION_EXPIRED
+_LEASE_NOT_FOUND = kv_pb2.ERROR_CODE_LEASE_NOT_FOUND
+_FENCE_REJECTED = kv_pb2.ERROR_CODE_FENCE_REJECTED
 
 
 def _metadata(md: Any) -> dict[str, str | bytes]:
@@ -78,6 +82,14 @@ def map_rpc_error(exc: Any, *, endpoint: str, write: bool, idempotent: bool) -> 
         return InvalidArgument(f"revision out of range: {details}", **kw)
     if code == SC.NOT_FOUND and detail.code == _EXPIRED:
         return SessionExpired(f"session {detail.session_id} expired or is unknown: {details}", **kw)
+    if code == SC.NOT_FOUND and detail.code == _LEASE_NOT_FOUND:
+        return LeaseNotFound(f"lease {detail.lease_id} not found (expired or revoked): {details}",
+                             lease_id=detail.lease_id, **kw)
+    if code == SC.FAILED_PRECONDITION and detail.code == _FENCE_REJECTED:
+        holder = f"token {detail.holder_token}" if detail.holder_token else "no holder"
+        return FenceRejected(f"fenced write refused: fencing token {detail.fence_token} is not the "
+                             f"current holder's ({holder}): {details}", token=detail.fence_token,
+                             holder_token=detail.holder_token, **kw)
     if code == SC.FAILED_PRECONDITION:
         if leader_id or leader_addr:
             what = details if details.startswith("not the leader") else f"not the leader: {details}"

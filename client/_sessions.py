@@ -10,7 +10,14 @@ from typing import Any
 from coterie.v1 import kv_pb2
 
 from ._call import CallState
-from .errors import ClientClosed, DeadlineExceeded, FailedPrecondition, OutcomeUnknown, SessionExpired
+from .errors import (
+    ClientClosed,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FenceRejected,
+    OutcomeUnknown,
+    SessionExpired,
+)
 
 DEFAULT_MAX_SESSIONS = 64
 """How many exactly-once sessions one client keeps at most by default: how many of its writes can be
@@ -172,8 +179,9 @@ def failed_write(exc: BaseException, call: CallState) -> tuple[bool, BaseExcepti
                 f"the session expired while the write's outcome was unknown ({exc.message}); "
                 "it may or may not have been applied", retriable=False)
         return True, None
-    # FailedPrecondition here is StaleRequest: the cluster saw a higher seq of this session than we did.
-    return isinstance(exc, FailedPrecondition), exc
+    # FailedPrecondition here is StaleRequest: the cluster saw a higher seq of this session than we did
+    # (a fence refusal is an answer like any other: the session goes on).
+    return isinstance(exc, FailedPrecondition) and not isinstance(exc, FenceRejected), exc
 
 
 def sessions_kept_expiring() -> SessionExpired:

@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 
-from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
+from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc, lease_pb2, lease_pb2_grpc
 
 from . import _codec
 from ._call import DEFAULT_TIMEOUT, CallState, Clock
@@ -32,17 +32,26 @@ from ._sessions import (
 )
 from ._watch import WatchState, watch_ended, watch_stream_error
 from .errors import ClientClosed, CoterieError, InvalidArgument, Unavailable
+from .leases import AsyncLease
+from .locks import AsyncElection, AsyncLock
 from .membership import Member, add_request, member_from_pb, members_from_pb
 from .types import (
     Bytesish,
     ClusterStatus,
     Compare,
+    Fence,
+    FenceLike,
     KeyValue,
+    LeaseInfo,
+    LeaseLike,
+    LeaseTTL,
     MemberStatus,
     Op,
     PutResult,
     TxnResult,
     WatchEvent,
+    fence_of,
+    lease_id,
     prefix_end,
     to_bytes,
 )
@@ -61,6 +70,7 @@ class _Stubs:
         self.kv = kv_pb2_grpc.KVStub(channel)
         self.session = kv_pb2_grpc.SessionStub(channel)
         self.cluster = cluster_pb2_grpc.ClusterStub(channel)
+        self.lease = lease_pb2_grpc.LeaseStub(channel)
 
 
 class AsyncClient:
@@ -155,35 +165,42 @@ class AsyncClient:
         return await self.get_range(p, prefix_end(p), limit=limit, revision=revision,
                               serializable=serializable, keys_only=keys_only, timeout=timeout)
 
-    async def put(self, key: Bytesish, value: Bytesish, *, lease: int = 0, prev_kv: bool = True,
-            timeout: float | None = None) -> PutResult:
-        """Set ``key``; the new revision and the replaced version (``prev``, if ``prev_kv``)."""
-        req = kv_pb2.PutRequest(key=to_bytes(key), value=to_bytes(value, "value"), lease=lease,
+    async def put(self, key: Bytesish, value: Bytesish, *, lease: LeaseLike = 0, prev_kv: bool = True,
+            fence: FenceLike | None = None, timeout: float | None = None) -> PutResult:
+        """Set ``key``; the new revision and the replaced version (``prev``, if ``prev_kv``).
+        ``lease``: a lease handle or id to attach the key to (:class:`LeaseNotFound` if it does not
+        exist). ``fence``: a held lock, a leadership or a :class:`Fence`; the put is refused with
+        :class:`FenceRejected` unless its holder still holds it when the cluster applies the put."""
+        req = kv_pb2.PutRequest(key=to_bytes(key), value=to_bytes(value, "value"), lease=lease_id(lease),
                                 prev_kv=prev_kv)
-        return _codec.put_from_pb(await self._write("kv", "Put", req, timeout))
+        return _codec.put_from_pb(await self._write("kv", "Put", req, timeout, fence=fence))
 
-    async def delete(self, key: Bytesish, *, timeout: float | None = None) -> int:
-        """Delete ``key``; how many keys were deleted (0 or 1)."""
+    async def delete(self, key: Bytesish, *, fence: FenceLike | None = None,
+                     timeout: float | None = None) -> int:
+        """Delete ``key``; how many keys were deleted (0 or 1). ``fence``: as :meth:`put`'s."""
         req = kv_pb2.DeleteRangeRequest(key=to_bytes(key))
-        return int((await self._write("kv", "DeleteRange", req, timeout)).deleted)
+        return int((await self._write("kv", "DeleteRange", req, timeout, fence=fence)).deleted)
 
-    async def delete_range(self, start: Bytesish, end: Bytesish, *, timeout: float | None = None) -> int:
-        """Delete every key in ``[start, end)``; how many."""
+    async def delete_range(self, start: Bytesish, end: Bytesish, *, fence: FenceLike | None = None,
+                           timeout: float | None = None) -> int:
+        """Delete every key in ``[start, end)``; how many. ``fence``: as :meth:`put`'s."""
         req = kv_pb2.DeleteRangeRequest(key=to_bytes(start), range_end=to_bytes(end, "end"))
-        return int((await self._write("kv", "DeleteRange", req, timeout)).deleted)
+        return int((await self._write("kv", "DeleteRange", req, timeout, fence=fence)).deleted)
 
-    async def delete_prefix(self, prefix: Bytesish, *, timeout: float | None = None) -> int:
-        """Delete every key starting with ``prefix``; how many."""
+    async def delete_prefix(self, prefix: Bytesish, *, fence: FenceLike | None = None,
+                            timeout: float | None = None) -> int:
+        """Delete every key starting with ``prefix``; how many. ``fence``: as :meth:`put`'s."""
         p = to_bytes(prefix, "prefix")
-        return await self.delete_range(p, prefix_end(p), timeout=timeout)
+        return await self.delete_range(p, prefix_end(p), fence=fence, timeout=timeout)
 
     async def txn(self, compare: Sequence[Compare] = (), success: Sequence[Op] = (),
-            failure: Sequence[Op] = (), *, timeout: float | None = None) -> TxnResult:
+            failure: Sequence[Op] = (), *, fence: FenceLike | None = None,
+            timeout: float | None = None) -> TxnResult:
         """If every compare holds run ``success``, else ``failure``, atomically.
-        Unpacks as ``ok, results``."""
+        Unpacks as ``ok, results``. ``fence``: as :meth:`put`'s (the whole txn is refused)."""
         req = _codec.txn_request(compare, success, failure)
-        if _codec.txn_writes(success, failure):
-            return _codec.txn_from_pb(await self._write("kv", "Txn", req, timeout))
+        if fence is not None or _codec.txn_writes(success, failure):
+            return _codec.txn_from_pb(await self._write("kv", "Txn", req, timeout, fence=fence))
         return _codec.txn_from_pb(await self._invoke("kv", "Txn", req, write=False, timeout=timeout))
 
     async def compact(self, revision: int, *, timeout: float | None = None) -> int:
@@ -200,6 +217,77 @@ class AsyncClient:
                     for ep in self._router.endpoints if ep not in seen]
         self._router.learn(members)
         return _codec.cluster_status(members, self._router.ids)
+
+    # ---------------------------------------------------------------------------------- leases
+
+    async def grant_lease(self, ttl: float, *, timeout: float | None = None) -> AsyncLease:
+        """A new lease of ``ttl`` seconds (the cluster may raise it to its minimum: see
+        ``lease.ttl`` and ``lease.notice``). It is not kept alive: ``valid_until`` is the grant's
+        (``async with lease:``, :meth:`AsyncLease.start_keepalive` or :meth:`lease` keep one alive).
+        Exactly-once: a grant retried after a failure makes one lease."""
+        lease = AsyncLease(self, ttl=ttl)
+        await lease._grant(timeout)
+        lease._arm()
+        return lease
+
+    def lease(self, ttl: float) -> AsyncLease:
+        """``async with c.lease(ttl=10) as lease:`` grants a lease, keeps it alive in the background
+        (every ttl/3, over the KeepAlive stream, following the leader), cancels the body the moment
+        the lease is lost (then raises :class:`LeaseLost`), and revokes it on exit."""
+        return AsyncLease(self, ttl=ttl)
+
+    async def keep_alive(self, lease: LeaseLike) -> AsyncLease:
+        """Keep an existing lease alive in the background: one keep-alive is answered first
+        (:class:`LeaseNotFound` if the lease does not exist), then it goes on until the handle is lost,
+        revoked or :meth:`AsyncLease.stop_keepalive`."""
+        h = lease if isinstance(lease, AsyncLease) else AsyncLease(self, lease_id=lease_id(lease))
+        await h.keep_alive_once()
+        h.start_keepalive()
+        return h
+
+    async def revoke_lease(self, lease: LeaseLike, *, timeout: float | None = None) -> int:
+        """Revoke a lease (a handle or an id), deleting its keys in one revision; how many keys.
+        :class:`LeaseNotFound` if it does not exist."""
+        if isinstance(lease, AsyncLease):
+            return await lease.revoke(timeout=timeout)
+        req = lease_pb2.LeaseRevokeRequest(id=lease_id(lease))
+        return int((await self._write("lease", "Revoke", req, timeout)).deleted)
+
+    async def lease_ttl(self, lease: LeaseLike, *, keys: bool = False,
+                        timeout: float | None = None) -> LeaseTTL:
+        """A lease's remaining and granted TTL as the leader counts them (``remaining == -1``,
+        ``exists`` false: no such lease) and, with ``keys``, its attached keys."""
+        req = lease_pb2.LeaseTimeToLiveRequest(id=lease_id(lease), keys=keys)
+        r = await self._invoke("lease", "TimeToLive", req, write=False, timeout=timeout)
+        remaining = -1.0 if r.remaining_ms < 0 else r.remaining_ms / 1000
+        return LeaseTTL(int(r.id) or lease_id(lease), remaining, r.ttl_ms / 1000,
+                        tuple(bytes(k) for k in r.keys))
+
+    async def leases(self, *, timeout: float | None = None) -> list[LeaseInfo]:
+        """Every live lease, by id."""
+        r = await self._invoke("lease", "Leases", lease_pb2.LeaseLeasesRequest(), write=False,
+                               timeout=timeout)
+        return sorted((LeaseInfo(int(x.id), x.ttl_ms / 1000, x.remaining_ms / 1000, int(x.keys))
+                       for x in r.leases), key=lambda x: x.id)
+
+    # ---------------------------------------------------------------------------------- locks, elections
+
+    def lock(self, name: str, *, ttl: float = 10.0, timeout: float | None = None) -> AsyncLock:
+        """``async with c.lock("jobs/compactor", ttl=10, timeout=30) as lock:`` holds the lock NAME
+        for the body (fair, first come first served; see :class:`AsyncLock`); the body is cancelled
+        if the lock's lease is lost (then :class:`LeaseLost` is raised); :class:`LockTimeout` if it is
+        not acquired within ``timeout`` seconds (None: wait for ever)."""
+        return AsyncLock(self, name, ttl=ttl, timeout=timeout)
+
+    async def try_lock(self, name: str, *, ttl: float = 10.0) -> AsyncLock | None:
+        """The lock NAME, held (kept alive; release it with ``await lock.release()`` or
+        ``async with lock:``), if no one holds it or waits for it now; else None, without waiting."""
+        lock = AsyncLock(self, name, ttl=ttl)
+        return lock if await lock._try() else None
+
+    def election(self, name: str) -> AsyncElection:
+        """The election NAME: campaign, observe, resign, proclaim (see :class:`AsyncElection`)."""
+        return AsyncElection(self, name)
 
     # ---------------------------------------------------------------------------------- membership
 
@@ -397,7 +485,8 @@ class AsyncClient:
             self._pool.give_back(s, acknowledged_at=acknowledged_at)
         self._wake_one()
 
-    async def _write(self, service: str, method: str, request: Any, timeout: float | None) -> Any:
+    async def _write(self, service: str, method: str, request: Any, timeout: float | None, *,
+                     fence: FenceLike | None = None) -> Any:
         """A write, numbered in a session of its own so that its retries apply it once.
 
         The session is handed back whatever the outcome (also when the task is cancelled): its seq
@@ -405,11 +494,14 @@ class AsyncClient:
         and the state machine refuses the old one as stale should it still arrive. A session the
         cluster does not know (expired) is dropped and, if the write cannot have been applied, the
         write is sent again in another."""
+        f: Fence | None = fence_of(fence) if fence is not None else None
         call = self._call(self.timeout if timeout is None else timeout, True, True)
         for _ in range(WRITE_SESSION_TRIES):
             s = await self._take_session(call)
             try:
                 request.header.CopyFrom(s.next_header())
+                if f is not None:
+                    request.header.fence.CopyFrom(kv_pb2.Fence(prefix=f.prefix, token=f.token))
                 resp = await self._invoke(service, method, request, write=True, call=call)
             except BaseException as exc:
                 retire, err = failed_write(exc, call)

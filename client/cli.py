@@ -270,7 +270,7 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
             "client_addr": ep, "peer_addr": m.peer_addr if m is not None else "",
             "role": "", "term": 0, "leader": 0, "leader_name": "", "commit": 0, "applied": 0,
             "first_index": 0, "last_index": 0, "log_entries": 0, "revision": 0,
-            "leader_contact_seconds": None, "progress": None, "error": err,
+            "leader_contact_seconds": None, "progress": None, "error": err, "leases": None, "locks": None,
         }
         if st is not None:
             if st.member_id in seen:
@@ -282,7 +282,10 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
                        applied=ms.applied_index, first_index=first, last_index=last,
                        log_entries=max(0, last - first + 1), revision=ms.revision,
                        leader_contact_seconds=(_seconds(st.leader_contact_seconds)
-                                               if ms.role != "leader" else None))
+                                               if ms.role != "leader" else None),
+                       # live leases and held locks in the member's applied state (None: a stub or a
+                       # server from before the fields existed)
+                       leases=_opt_int(st, "leases"), locks=_opt_int(st, "locks"))
         if row["id"]:
             if st is None and row["id"] in seen:
                 continue  # that member answered at another endpoint
@@ -298,10 +301,19 @@ def _member_rows(endpoints: list[str], timeout: float) -> list[dict[str, Any]]:
             rows.append({"name": m.name, "id": mid, "client_addr": m.client_addr, "peer_addr": m.peer_addr,
                          "role": "", "term": 0, "leader": 0, "leader_name": "", "commit": 0, "applied": 0,
                          "first_index": 0, "last_index": 0, "log_entries": 0, "revision": 0,
-                         "leader_contact_seconds": None, "progress": None,
+                         "leader_contact_seconds": None, "progress": None, "leases": None, "locks": None,
                          "error": "not asked: its client address is unknown (add it to --endpoints)"})
     rows.sort(key=lambda r: (r["name"] == "", r["name"], r["client_addr"]))
     return rows
+
+
+def _opt_int(msg: Any, field: str) -> int | None:
+    v = getattr(msg, field, None)
+    return None if v is None else int(v)
+
+
+def _dash(v: object) -> object:
+    return "-" if v is None else v
 
 
 def _last_contact(r: dict[str, Any]) -> str:
@@ -321,7 +333,8 @@ def _last_contact(r: dict[str, Any]) -> str:
 @_handles_errors
 def status(ctx: click.Context, output: str | None) -> None:
     """One row per member: name, addresses, role, term, leader, commit and applied index, log size
-    (entries held), last contact with the leader. Exits 1 if no member answers or none knows a leader."""
+    (entries held), live leases and held locks (its applied state), last contact with the leader.
+    Exits 1 if no member answers or none knows a leader."""
     from ._router import parse_endpoints
 
     eps = parse_endpoints(ctx.obj["endpoints"])
@@ -330,7 +343,7 @@ def status(ctx: click.Context, output: str | None) -> None:
         click.echo(json.dumps(rows, indent=2))
     else:
         hdr = ["NAME", "ID", "CLIENT ADDR", "PEER ADDR", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED",
-               "LOG", "LAST CONTACT"]
+               "LOG", "LEASES", "LOCKS", "LAST CONTACT"]
         body: list[list[Any]] = []
         for r in rows:
             line: list[Any] = [r["name"] or "-", f"{r['id']:x}" if r["id"] else "-", r["client_addr"] or "-",
@@ -340,7 +353,7 @@ def status(ctx: click.Context, output: str | None) -> None:
             else:
                 leader = r["leader_name"] or (f"{r['leader']:x}" if r["leader"] else "none")
                 line += [r["role"], r["term"], leader, r["commit"], r["applied"], r["log_entries"],
-                         _last_contact(r)]
+                         _dash(r["leases"]), _dash(r["locks"]), _last_contact(r)]
             body.append(line)
         click.echo(_table(hdr, body))
     if all(r["error"] for r in rows):
@@ -649,6 +662,234 @@ def watch(ctx: click.Context, key: str, prefix: bool, rev: int, prev_kv: bool, m
             if timer is not None:
                 timer.cancel()
             w.close()
+
+
+# ============================================================================== leases, locks, elections
+
+EXIT_LOCK_LOST = 70
+"""``coterie lock`` / ``coterie elect``: the lock (leadership) was lost while held (the command was
+terminated)."""
+EXIT_LOCK_TIMEOUT = 75
+"""``coterie lock``: the lock was not acquired within ``--timeout`` (the command was not run)."""
+
+
+def _lease_id(ref: str) -> int:
+    """A lease id from decimal or ``0x`` hex (as ``lease list`` prints both)."""
+    try:
+        return int(ref, 0)
+    except ValueError:
+        raise click.BadParameter(f"{ref!r} is not a lease id (decimal or 0x-hex)") from None
+
+
+@main.group()
+def lease() -> None:
+    """Grant, keep alive, revoke and inspect leases (TTLs in seconds)."""
+
+
+@lease.command("grant")
+@click.argument("ttl", type=click.FloatRange(min=0, min_open=True))
+@_output_option
+@click.pass_context
+@_handles_errors
+def lease_grant(ctx: click.Context, ttl: float, output: str | None) -> None:
+    """Grant a lease of TTL seconds (not kept alive: see `lease keepalive`); print its id."""
+    with _client(ctx) as c:
+        le = c.grant_lease(ttl)
+        lid, granted, notice = le.id, le.ttl, le._al.notice
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps({"id": lid, "id_hex": f"{lid:016x}", "ttl": granted, "notice": notice}))
+    else:
+        extra = f" ({notice})" if notice else ""
+        click.echo(f"lease {lid} (0x{lid:016x}) granted with TTL {granted:g}s{extra}")
+
+
+@lease.command("keepalive")
+@click.argument("lease_ref", metavar="ID")
+@_output_option
+@click.pass_context
+@_handles_errors
+def lease_keepalive(ctx: click.Context, lease_ref: str, output: str | None) -> None:
+    """Keep lease ID alive until Ctrl-C, printing each renewal; exits 1 when it is lost."""
+    lid = _lease_id(lease_ref)
+    as_json = _fmt(ctx, output) == "json"
+    with _client(ctx) as c:
+        le = c.keep_alive(lid)
+        seen = -1
+        try:
+            while not le.lost.is_set():
+                if le.keepalives != seen:
+                    seen = le.keepalives
+                    if as_json:
+                        click.echo(json.dumps({"id": lid, "ttl": le.ttl, "keepalives": seen}))
+                    else:
+                        click.echo(f"lease {lid} kept alive with TTL {le.ttl:g}s")
+                le.lost.wait(max(0.05, le.ttl / 6))
+        except KeyboardInterrupt:
+            le.stop_keepalive()
+            return
+        raise click.ClickException(f"lease {lid} lost: {le._al.lost_reason}")
+
+
+@lease.command("revoke")
+@click.argument("lease_ref", metavar="ID")
+@_output_option
+@click.pass_context
+@_handles_errors
+def lease_revoke(ctx: click.Context, lease_ref: str, output: str | None) -> None:
+    """Revoke lease ID, deleting its keys; print how many."""
+    lid = _lease_id(lease_ref)
+    with _client(ctx) as c:
+        n = c.revoke_lease(lid)
+    click.echo(json.dumps({"id": lid, "deleted": n}) if _fmt(ctx, output) == "json"
+               else f"lease {lid} revoked ({n} keys deleted)")
+
+
+@lease.command("ttl")
+@click.argument("lease_ref", metavar="ID")
+@click.option("--keys", is_flag=True, help="Also list the attached keys.")
+@_output_option
+@click.pass_context
+@_handles_errors
+def lease_ttl(ctx: click.Context, lease_ref: str, keys: bool, output: str | None) -> None:
+    """The remaining and granted TTL of lease ID (exits 1 if it does not exist)."""
+    lid = _lease_id(lease_ref)
+    with _client(ctx) as c:
+        r = c.lease_ttl(lid, keys=keys)
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps({"id": lid, "exists": r.exists, "remaining": r.remaining, "ttl": r.ttl,
+                               "keys": [_text(k) for k in r.keys]}))
+    elif r.exists:
+        click.echo(f"lease {lid}: remaining {r.remaining:g}s of {r.ttl:g}s")
+        for k in r.keys:
+            click.echo(f"  {_text(k)}")
+    if not r.exists:
+        _fail(ctx, click.ClickException(f"lease {lid} not found (expired or revoked)"))
+
+
+@lease.command("list")
+@_output_option
+@click.pass_context
+@_handles_errors
+def lease_list(ctx: click.Context, output: str | None) -> None:
+    """Every live lease: id, granted TTL, remaining, attached keys."""
+    with _client(ctx) as c:
+        ls = c.leases()
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps([{"id": x.id, "ttl": x.ttl, "remaining": x.remaining, "keys": x.keys}
+                               for x in ls], indent=2))
+    else:
+        click.echo(_table(["ID", "HEX", "TTL", "REMAINING", "KEYS"],
+                          [[x.id, f"{x.id:016x}", f"{x.ttl:g}s", f"{x.remaining:g}s", x.keys] for x in ls]))
+
+
+def _terminate(proc: Any, grace: float) -> None:
+    """SIGTERM ``proc``, then SIGKILL after ``grace`` seconds."""
+    import subprocess
+
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+
+
+@main.command("lock", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--ttl", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds of the lock's lease (kept alive while held).")
+@click.option("--timeout", "lock_timeout", type=click.FloatRange(min=0), default=None,
+              help="Give up after this many seconds of waiting (default: wait for ever).")
+@click.option("--grace", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Seconds between SIGTERM and SIGKILL when the lock is lost.")
+@click.pass_context
+@_handles_errors
+def lock_cmd(ctx: click.Context, name: str, command: tuple[str, ...], ttl: float,
+             lock_timeout: float | None, grace: float) -> None:
+    """Run COMMAND while holding lock NAME (`coterie lock NAME -- COMMAND...`), with env
+    COTERIE_LOCK_TOKEN (the fencing token) and COTERIE_LOCK_KEY. Exits with COMMAND's status; if the
+    lock is lost the command is terminated (SIGTERM, SIGKILL after --grace) and the exit code is 70;
+    75 if the lock was not acquired within --timeout."""
+    import os
+    import subprocess
+
+    from .errors import LeaseLost, LockTimeout
+
+    with _client(ctx) as c:
+        try:
+            lk = c.lock(name, ttl=ttl, timeout=lock_timeout).acquire()
+        except LockTimeout as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_LOCK_TIMEOUT)
+        env = {**os.environ, "COTERIE_LOCK_TOKEN": str(lk.token), "COTERIE_LOCK_KEY": _text(lk.key)}
+        code = 0
+        lost = False
+        try:
+            proc = subprocess.Popen(list(command), env=env)
+            try:
+                while proc.poll() is None:
+                    if lk.lost.wait(0.05) or not lk.alive:
+                        lost = True
+                        _terminate(proc, grace)
+                        break
+            except KeyboardInterrupt:
+                _terminate(proc, grace)
+            code = proc.returncode if proc.returncode is not None else 1
+        finally:
+            with contextlib.suppress(LeaseLost):
+                lk.release()
+    if lost:
+        click.echo(f"error: lock {name!r} lost while held (token {lk.token}); the command was terminated",
+                   err=True)
+        ctx.exit(EXIT_LOCK_LOST)
+    ctx.exit(code if code >= 0 else 128 - code)
+
+
+@main.command("elect")
+@click.argument("name")
+@click.argument("value", required=False)
+@click.option("--observe", is_flag=True, help="Print each new leader (until Ctrl-C) instead of campaigning.")
+@click.option("--ttl", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds of the leadership's lease (kept alive while leading).")
+@_output_option
+@click.pass_context
+@_handles_errors
+def elect(ctx: click.Context, name: str, value: str | None, observe: bool, ttl: float,
+          output: str | None) -> None:
+    """Campaign in election NAME with VALUE: print when leader, hold until Ctrl-C, then resign (exit
+    70 if the leadership is lost). With --observe: print each new leader."""
+    as_json = _fmt(ctx, output) == "json"
+
+    def show(what: str, v: bytes, token: int) -> None:
+        click.echo(json.dumps({"event": what, "name": name, "value": _text(v), "token": token})
+                   if as_json else f"{what}: {_text(v)} (token {token})")
+
+    with _client(ctx) as c:
+        e = c.election(name)
+        if observe:
+            with contextlib.suppress(KeyboardInterrupt), e.observe() as obs:
+                for ld in obs:
+                    show("leader", ld.value, ld.token)
+            return
+        if value is None:
+            raise click.UsageError("VALUE is required unless --observe")
+        try:
+            ld = e.campaign(value, ttl=ttl)
+        except KeyboardInterrupt:
+            return
+        show("elected", ld.value, ld.token)
+        try:
+            while not ld.lost.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            ld.resign()
+            click.echo(json.dumps({"event": "resigned", "name": name}) if as_json else "resigned")
+            return
+    click.echo(f"error: leadership of {name!r} lost (token {ld.token})", err=True)
+    ctx.exit(EXIT_LOCK_LOST)
 
 
 # ============================================================================== membership

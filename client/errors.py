@@ -16,8 +16,12 @@ __all__ = [
     "CoterieError",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "FenceRejected",
     "InvalidArgument",
     "InvalidEndpoint",
+    "LeaseLost",
+    "LeaseNotFound",
+    "LockTimeout",
     "NotLeader",
     "OutcomeUnknown",
     "ResourceExhausted",
@@ -129,3 +133,45 @@ class FailedPrecondition(CoterieError):
 
 class SessionExpired(FailedPrecondition):
     """The client's session is unknown to the cluster (expired when idle, or closed)."""
+
+
+class LeaseNotFound(CoterieError):
+    """The lease does not exist (never granted, expired or revoked); ``lease_id`` names it."""
+
+    def __init__(self, message: str, *, lease_id: int = 0, code: str = "", endpoint: str = "") -> None:
+        self.lease_id = lease_id
+        super().__init__(message, code=code, endpoint=endpoint)
+
+
+class FenceRejected(FailedPrecondition):
+    """A fenced write was refused whole: when the cluster applied it, the holder of the fence's prefix
+    (the oldest key under it: a lock's holder, an election's leader) was not ``token`` but
+    ``holder_token`` (0: no holder). The lock or leadership that the write was fenced with is gone;
+    retrying the same write fails the same way."""
+
+    def __init__(self, message: str, *, token: int = 0, holder_token: int = 0, code: str = "",
+                 endpoint: str = "") -> None:
+        self.token = token
+        self.holder_token = holder_token
+        super().__init__(message, code=code, endpoint=endpoint)
+
+
+class LeaseLost(CoterieError):
+    """A lease (or the lock or leadership held through it) can no longer be trusted: its conservative
+    deadline (``valid_until``) passed without a newer answered keep-alive, or the cluster said it is
+    gone. ``lease_id`` names it."""
+
+    def __init__(self, message: str, *, lease_id: int = 0) -> None:
+        self.lease_id = lease_id
+        super().__init__(message)
+
+
+class LockTimeout(CoterieError):
+    """A lock (or a campaign) was not acquired within its ``timeout``; the contender's key and lease
+    were removed again. ``name`` is the lock's name."""
+
+    retriable = True
+
+    def __init__(self, message: str, *, name: str = "") -> None:
+        self.name = name
+        super().__init__(message)

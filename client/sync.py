@@ -23,10 +23,12 @@ from ._call import DEFAULT_TIMEOUT
 from ._router import Router
 from ._sessions import DEFAULT_MAX_SESSIONS, SessionPool, SessionState
 from .aio import AsyncClient, AsyncWatch
-from .errors import ClientClosed, CoterieError, DeadlineExceeded
-from .types import Bytesish, WatchEvent, prefix_end, to_bytes
+from .errors import ClientClosed, CoterieError, DeadlineExceeded, LeaseLost
+from .leases import RELEASE_BUDGET, AsyncLease
+from .locks import AsyncElection, AsyncLeadership, AsyncLock, AsyncObserver, _Held
+from .types import Bytesish, Fence, LeaderInfo, LeaseLike, WatchEvent, prefix_end, to_bytes
 
-__all__ = ["Client", "Watch"]
+__all__ = ["Client", "Election", "Leadership", "Lease", "Lock", "Observer", "Watch"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -188,6 +190,62 @@ class Client:
     compact = _blocking(AsyncClient.compact)
     status = _blocking(AsyncClient.status)
 
+    # ---------------------------------------------------------------------------------- leases
+
+    lease_ttl = _blocking(AsyncClient.lease_ttl)
+    leases = _blocking(AsyncClient.leases)
+
+    def grant_lease(self, ttl: float, *, timeout: float | None = None) -> Lease:
+        """A new lease of ``ttl`` seconds, not kept alive (see :meth:`AsyncClient.grant_lease`);
+        ``with lease:`` keeps it alive and revokes it on exit."""
+        t = self.timeout if timeout is None else timeout
+        lease = Lease(self, self._loop.run(self._aio.grant_lease(ttl, timeout=timeout), t + WAIT_SLACK))
+        self._loop.run(_run_fn(lease._hook_lost), WAIT_SLACK)
+        return lease
+
+    def lease(self, ttl: float) -> Lease:
+        """``with c.lease(ttl=10) as lease:`` grants a lease, keeps it alive in the background and
+        revokes it on exit (:class:`Lease`)."""
+        return Lease(self, self._aio.lease(ttl))
+
+    def keep_alive(self, lease: LeaseLike) -> Lease:
+        """Keep an existing lease alive in the background (see :meth:`AsyncClient.keep_alive`)."""
+        if isinstance(lease, Lease):
+            lease.keep_alive_once()
+            lease.start_keepalive()
+            return lease
+        h = Lease(self, self._loop.run(self._aio.keep_alive(lease), self.timeout + WAIT_SLACK))
+        self._loop.run(_run_fn(h._hook_lost), WAIT_SLACK)
+        return h
+
+    def revoke_lease(self, lease: LeaseLike, *, timeout: float | None = None) -> int:
+        """Revoke a lease (a handle or an id), deleting its keys; how many keys.
+        :class:`LeaseNotFound` if it does not exist."""
+        if isinstance(lease, Lease):
+            return lease.revoke(timeout=timeout)
+        t = self.timeout if timeout is None else timeout
+        return self._loop.run(self._aio.revoke_lease(lease, timeout=timeout), t + WAIT_SLACK)
+
+    # ---------------------------------------------------------------------------------- locks, elections
+
+    def lock(self, name: str, *, ttl: float = 10.0, timeout: float | None = None) -> Lock:
+        """``with c.lock("jobs/compactor", ttl=10, timeout=30) as lock:`` (see :class:`Lock`)."""
+        return Lock(self, self._aio.lock(name, ttl=ttl, timeout=timeout))
+
+    def try_lock(self, name: str, *, ttl: float = 10.0) -> Lock | None:
+        """The lock NAME held (release it with ``lock.release()`` or ``with lock:``), or None if it
+        is held or waited for now; does not wait."""
+        al = self._loop.run(self._aio.try_lock(name, ttl=ttl), 2 * self.timeout + WAIT_SLACK)
+        if al is None:
+            return None
+        lock = Lock(self, al)
+        self._loop.run(_run_fn(lock._acquired), WAIT_SLACK)
+        return lock
+
+    def election(self, name: str) -> Election:
+        """The election NAME (see :class:`Election`)."""
+        return Election(self, self._aio.election(name))
+
     # ---------------------------------------------------------------------------------- membership
 
     member_list = _blocking(AsyncClient.member_list)
@@ -305,3 +363,310 @@ class Watch:
             return
         with contextlib.suppress(CoterieError):  # the client is closed, and closed its watches
             self._client._loop.run(self._aw.aclose(), WAIT_SLACK)
+
+
+async def _run_fn(fn: Callable[[], T]) -> T:
+    return fn()
+
+
+class _SyncHeldBase:
+    """What the blocking lease, lock and leadership handles share: a ``threading.Event`` ``lost`` set
+    from the client's loop when the underlying handle is lost, and ``on_lost`` callbacks (run on the
+    client's loop thread: they must not block)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.lost = threading.Event()
+        """Set once lost (never for a release on purpose)."""
+        self._lost_hooked = False
+
+    def _async_lease(self) -> AsyncLease | None:
+        raise NotImplementedError
+
+    def _hook_lost(self) -> None:
+        """Make the async lease set :attr:`lost` (once it exists); runs on the loop thread."""
+        al = self._async_lease()
+        if al is not None and not self._lost_hooked:
+            self._lost_hooked = True
+            al.on_lost(lambda _l: self.lost.set())
+
+    def on_lost(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(self)`` once when lost (at once if already lost), on the client's loop
+        thread: it must not block (hand work to another thread)."""
+        al = self._async_lease()
+        if al is None:
+            raise CoterieError("not granted or held yet", retriable=False)
+        self._client._loop.run(_run_fn(lambda: al.on_lost(lambda _l: callback(self))), WAIT_SLACK)
+
+    def wait_lost(self, timeout: float | None = None) -> bool:
+        """Block until lost (or ``timeout`` seconds); whether it was lost."""
+        return self.lost.wait(timeout)
+
+    def _raise_if_lost_during(self, et: type[BaseException] | None, lost_before: bool, what: str) -> None:
+        al = self._async_lease()
+        if et is None and not lost_before and al is not None and self.lost.is_set():
+            raise LeaseLost(f"{what} was lost during the with-block: {al.lost_reason}", lease_id=al.id)
+
+
+class Lease(_SyncHeldBase):
+    """A lease of a :class:`Client` (wrapping an :class:`AsyncLease` on the client's loop): ``id``,
+    ``ttl`` (granted seconds), ``valid_until`` (monotonic), ``alive``, ``lost`` (a
+    ``threading.Event``), :meth:`on_lost`. ``with lease:`` (or ``with c.lease(ttl) as lease:``) grants
+    it if needed, keeps it alive in the background (every ttl/3, following the leader) and revokes it on
+    exit; if it was lost during the block, the ``with`` raises :class:`LeaseLost` at its end (a thread
+    cannot be cancelled: watch ``lease.lost`` / ``lease.alive`` in long bodies)."""
+
+    def __init__(self, client: Client, aio: AsyncLease) -> None:
+        super().__init__(client)
+        self._al = aio
+        self._lost_before = False
+
+    def _async_lease(self) -> AsyncLease | None:
+        return self._al
+
+    def __repr__(self) -> str:
+        return f"<Lease id={self.id} ttl={self.ttl} alive={self.alive}>"
+
+    @property
+    def id(self) -> int:
+        return self._al.id
+
+    @property
+    def ttl(self) -> float:
+        return self._al.ttl
+
+    @property
+    def valid_until(self) -> float:
+        return self._al.valid_until
+
+    @property
+    def alive(self) -> bool:
+        return self._al.alive
+
+    @property
+    def keepalives(self) -> int:
+        return self._al.keepalives
+
+    def keep_alive_once(self) -> float:
+        """One answered keep-alive; the new ``valid_until`` (see :meth:`AsyncLease.keep_alive_once`)."""
+        return self._client._loop.run(self._al.keep_alive_once(), self._client.timeout + WAIT_SLACK)
+
+    def start_keepalive(self) -> None:
+        self._client._loop.run(_run_fn(self._al.start_keepalive), WAIT_SLACK)
+
+    def stop_keepalive(self) -> None:
+        self._client._loop.run(self._al.stop_keepalive(), WAIT_SLACK)
+
+    def revoke(self, *, timeout: float | None = None) -> int:
+        """Revoke it (deleting its keys); how many keys. :class:`LeaseNotFound` if it is gone."""
+        t = self._client.timeout if timeout is None else timeout
+        return self._client._loop.run(self._al.revoke(timeout=timeout), t + WAIT_SLACK)
+
+    def __enter__(self) -> Lease:
+        async def opened() -> None:
+            await self._al._open()
+            self._hook_lost()
+
+        self._client._loop.run(opened(), 2 * self._client.timeout + WAIT_SLACK)
+        self._lost_before = self.lost.is_set()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._client._loop.run(self._al._release(), RELEASE_BUDGET + WAIT_SLACK)
+        self._raise_if_lost_during(et, self._lost_before, f"lease {self.id}")
+
+
+class _SyncHeld(_SyncHeldBase):
+    """A blocking lock or leadership over an async one."""
+
+    def __init__(self, client: Client, aio: _Held) -> None:
+        super().__init__(client)
+        self._ah = aio
+        self._lost_before = False
+
+    def _async_lease(self) -> AsyncLease | None:
+        return self._ah.lease
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} token={self.token} alive={self.alive}>"
+
+    @property
+    def name(self) -> str:
+        return self._ah.name
+
+    @property
+    def key(self) -> bytes:
+        return self._ah.key
+
+    @property
+    def token(self) -> int:
+        """The fencing token: the create_revision of the holder's key."""
+        return self._ah.token
+
+    @property
+    def fence(self) -> Fence:
+        return self._ah.fence
+
+    @property
+    def held(self) -> bool:
+        return self._ah.held
+
+    @property
+    def alive(self) -> bool:
+        return self._ah.alive
+
+    @property
+    def valid_until(self) -> float:
+        return self._ah.valid_until
+
+    @property
+    def lease(self) -> Lease | None:
+        al = self._ah.lease
+        return Lease(self._client, al) if al is not None else None
+
+    def release(self, *, timeout: float | None = None) -> None:
+        """Delete the key and revoke the lease. Idempotent."""
+        t = min(self._client.timeout, RELEASE_BUDGET) if timeout is None else timeout
+        self._client._loop.run(self._ah.release(timeout=timeout), 2 * t + WAIT_SLACK)
+
+    def _acquired(self) -> None:
+        self._hook_lost()
+        self._lost_before = self.lost.is_set()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._client._loop.run(self._ah._release_quietly(), 2 * RELEASE_BUDGET + WAIT_SLACK)
+        self._raise_if_lost_during(et, self._lost_before, f"{self._ah._kind} {self.name!r}")
+
+
+class Lock(_SyncHeld):
+    """A distributed lock of a :class:`Client` (see :class:`AsyncLock`): ``with c.lock(name, ttl=10,
+    timeout=30) as lock:`` acquires (:class:`LockTimeout` after ``timeout``), releases on exit, and
+    raises :class:`LeaseLost` at the end of the block if the lock was lost during it. ``token``,
+    ``fence`` (or pass the lock as ``fence=``), ``valid_until``, ``alive``, ``lost`` (a
+    ``threading.Event``), :meth:`on_lost`, :meth:`acquire`, :meth:`release`."""
+
+    def __init__(self, client: Client, aio: AsyncLock) -> None:
+        super().__init__(client, aio)
+        self._al_lock = aio
+
+    def acquire(self, *, timeout: float | None = None) -> Lock:
+        """Wait (at most ``timeout``, default the lock's; None: for ever) until held."""
+        t = self._al_lock.timeout if timeout is None else timeout
+
+        async def acquired() -> None:
+            await self._al_lock.acquire(timeout=t)
+            self._acquired()
+
+        self._client._loop.run(acquired(), None if t is None else t + RELEASE_BUDGET + WAIT_SLACK)
+        return self
+
+    def __enter__(self) -> Lock:
+        if not self._ah.held:
+            self.acquire()
+        else:
+            self._client._loop.run(_run_fn(self._acquired), WAIT_SLACK)
+        return self
+
+
+class Leadership(_SyncHeld):
+    """The leadership won by :meth:`Election.campaign` (see :class:`AsyncLeadership`): ``token``,
+    ``value``, ``fence``, ``valid_until``, ``alive``, ``lost``, :meth:`on_lost`, :meth:`proclaim`,
+    :meth:`resign`; ``with leadership:`` resigns on exit."""
+
+    def __init__(self, client: Client, aio: AsyncLeadership) -> None:
+        super().__init__(client, aio)
+        self._ald = aio
+
+    @property
+    def value(self) -> bytes:
+        return self._ald.value
+
+    def proclaim(self, value: Bytesish, *, timeout: float | None = None) -> None:
+        t = self._client.timeout if timeout is None else timeout
+        self._client._loop.run(self._ald.proclaim(value, timeout=timeout), t + WAIT_SLACK)
+
+    def resign(self, *, timeout: float | None = None) -> None:
+        self.release(timeout=timeout)
+
+    def __enter__(self) -> Leadership:
+        self._client._loop.run(_run_fn(self._acquired), WAIT_SLACK)
+        return self
+
+
+class Election:
+    """The election NAME of a :class:`Client` (see :class:`AsyncElection`)."""
+
+    def __init__(self, client: Client, aio: AsyncElection) -> None:
+        self._client = client
+        self._ae = aio
+        self.name = aio.name
+        self.leadership: Leadership | None = None
+
+    def campaign(self, value: Bytesish, *, ttl: float = 10.0, timeout: float | None = None) -> Leadership:
+        """Block until leader (at most ``timeout`` seconds: :class:`LockTimeout`); the
+        :class:`Leadership`, kept alive until resigned or lost."""
+
+        async def won() -> AsyncLeadership:
+            return await self._ae.campaign(value, ttl=ttl, timeout=timeout)
+
+        wait = None if timeout is None else timeout + RELEASE_BUDGET + WAIT_SLACK
+        ald = self._client._loop.run(won(), wait)
+        ld = self.leadership = Leadership(self._client, ald)
+        self._client._loop.run(_run_fn(ld._acquired), WAIT_SLACK)
+        return ld
+
+    def resign(self, *, timeout: float | None = None) -> None:
+        if self.leadership is not None:
+            self.leadership.resign(timeout=timeout)
+
+    def proclaim(self, value: Bytesish, *, timeout: float | None = None) -> None:
+        if self.leadership is None:
+            raise CoterieError(f"not the leader of {self.name!r}", retriable=False)
+        self.leadership.proclaim(value, timeout=timeout)
+
+    def leader(self) -> LeaderInfo | None:
+        """The current leader (value, token, key, lease), or None."""
+        return self._client._loop.run(self._ae.leader(), self._client.timeout + WAIT_SLACK)
+
+    def observe(self) -> Observer:
+        """An iterator of each new leader (:class:`LeaderInfo`), starting with the current one; close
+        it with ``close()`` (from any thread) or use it as a context manager."""
+        return Observer(self._client, self._ae.observe())
+
+
+class Observer:
+    """The blocking iterator over an :class:`AsyncObserver` (one thread iterates it)."""
+
+    def __init__(self, client: Client, aio: AsyncObserver) -> None:
+        self._client = client
+        self._ao = aio
+
+    def __iter__(self) -> Iterator[LeaderInfo]:
+        return self
+
+    def __next__(self) -> LeaderInfo:
+        if self._ao._closed:
+            raise StopIteration
+        try:
+            return self._client._loop.run(self._ao.__anext__(), None)
+        except StopAsyncIteration:
+            raise StopIteration from None
+        except CoterieError:
+            if self._client._closed or self._ao._closed:
+                raise StopIteration from None
+            raise
+
+    def __enter__(self) -> Observer:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._ao._closed:
+            return
+        with contextlib.suppress(CoterieError):
+            self._client._loop.run(self._ao.aclose(), WAIT_SLACK)

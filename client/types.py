@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, Protocol, TypeAlias
 
 __all__ = [
     "ClusterStatus",
     "Compare",
     "DeleteResult",
+    "Fence",
     "KeyValue",
+    "LeaderInfo",
+    "LeaseInfo",
+    "LeaseTTL",
     "MemberStatus",
     "Op",
     "OpResult",
@@ -147,6 +151,96 @@ class ClusterStatus:
     members: tuple[MemberStatus, ...]
 
 
+# ============================================================================================ leases
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A fencing token for ``fence=`` of a write: the write is applied only if, when the cluster
+    applies it, the oldest live key under ``prefix`` (the holder of a lock, the leader of an election)
+    has ``create_revision == token``; otherwise it is refused whole with :class:`FenceRejected`.
+    A held lock or leadership gives its own (``lock.fence``), and is accepted as ``fence=`` directly."""
+
+    prefix: bytes
+    token: int
+
+
+class HasLeaseId(Protocol):
+    """A lease handle (``AsyncLease``, ``Lease``): anything with its int ``id``."""
+
+    @property
+    def id(self) -> int: ...
+
+
+class HasFence(Protocol):
+    """A held lock or leadership: anything that gives its :class:`Fence`."""
+
+    @property
+    def fence(self) -> Fence: ...
+
+
+LeaseLike: TypeAlias = "int | HasLeaseId"
+"""A lease as ``lease=`` of a write takes it: a handle or an int id (0: no lease)."""
+FenceLike: TypeAlias = "Fence | HasFence"
+"""A fence as ``fence=`` takes it: a :class:`Fence`, a held lock or a leadership."""
+
+
+def lease_id(lease: LeaseLike | None) -> int:
+    """The id of a lease handle or int id (None: 0, no lease)."""
+    if lease is None:
+        return 0
+    lid = lease if isinstance(lease, int) else getattr(lease, "id", None)
+    if isinstance(lid, bool) or not isinstance(lid, int) or lid < 0:
+        raise TypeError(f"a lease is a lease handle or a non-negative int id, not {lease!r}")
+    return lid
+
+
+def fence_of(fence: FenceLike) -> Fence:
+    """The :class:`Fence` of a ``fence=`` argument."""
+    f = fence if isinstance(fence, Fence) else getattr(fence, "fence", None)
+    if not isinstance(f, Fence):
+        raise TypeError(f"fence= takes a Fence, a lock or a leadership, not {fence!r}")
+    return f
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseTTL:
+    """A lease's time to live as the cluster's leader counts it: ``remaining`` and ``ttl`` (granted)
+    in seconds; ``remaining == -1`` if the lease does not exist (then ``exists`` is false);
+    ``keys``: the attached keys (when asked for)."""
+
+    id: int
+    remaining: float
+    ttl: float
+    keys: tuple[bytes, ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        return self.remaining >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """One live lease: its id, granted ``ttl`` and ``remaining`` seconds, and how many ``keys`` are
+    attached."""
+
+    id: int
+    ttl: float
+    remaining: float
+    keys: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderInfo:
+    """An election's leader: its ``value``, ``token`` (the create_revision of its key, strictly
+    increasing across leaders), ``key`` and ``lease`` id."""
+
+    value: bytes
+    token: int
+    key: bytes
+    lease: int
+
+
 # ============================================================================================ txn
 
 
@@ -242,8 +336,8 @@ class Op:
         return Op("get", k, range_end=end, limit=limit, revision=revision, keys_only=keys_only)
 
     @staticmethod
-    def put(key: Bytesish, value: Bytesish, *, lease: int = 0, prev_kv: bool = False) -> Op:
-        return Op("put", to_bytes(key), to_bytes(value, "value"), lease=lease, prev_kv=prev_kv)
+    def put(key: Bytesish, value: Bytesish, *, lease: LeaseLike = 0, prev_kv: bool = False) -> Op:
+        return Op("put", to_bytes(key), to_bytes(value, "value"), lease=lease_id(lease), prev_kv=prev_kv)
 
     @staticmethod
     def delete(key: Bytesish, range_end: Bytesish | None = None, *, prefix: bool = False,

@@ -268,7 +268,7 @@ def test_status_table_and_json(up: ClusterUp) -> None:
     if res.exit_code == 0:
         lines = res.stdout.splitlines()
         assert lines[0].split() == ["NAME", "ID", "CLIENT", "ADDR", "PEER", "ADDR", "ROLE", "TERM", "LEADER",
-                                    "COMMIT", "APPLIED", "LOG", "LAST", "CONTACT"]
+                                    "COMMIT", "APPLIED", "LOG", "LEASES", "LOCKS", "LAST", "CONTACT"]
         assert [ln.split()[0] for ln in lines[1:]] == ["n1", "n2", "n3"]
         assert sum(" leader " in ln for ln in lines[1:]) <= 1
     else:
