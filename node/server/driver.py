@@ -186,6 +186,13 @@ class Driver:
         :class:`Overloaded` if too many proposals wait, :class:`OutcomeUnknown` if leadership was lost
         before the entry was applied.
         """
+        return await self.propose_nowait(data)
+
+    def propose_nowait(self, data: bytes) -> asyncio.Future[Response]:
+        """:meth:`propose` without the coroutine: queue ``data`` and return the future of its response
+        (refusals are raised at once). Proposals queued in one turn of the event loop reach the core
+        together and leave in one Raft append with one fsync (a batch stream's writes, concurrent
+        unary calls). Cancelling the future only drops the answer: the entry may still commit."""
         if self._stopping:
             raise Stopped("node is shutting down")
         if self.role != Role.LEADER:
@@ -196,7 +203,7 @@ class Driver:
         self._queued_proposals += 1
         self._inbox.append(("propose", data, fut))
         self._wake.set()
-        return await fut
+        return fut
 
     def leader_ready(self) -> bool:
         """Whether this node leads and has applied an entry of its current term, hence every entry
@@ -237,12 +244,17 @@ class Driver:
     async def read_barrier(self) -> int:
         """Wait until this node's state machine reflects every write committed before the call
         (ReadIndex, thesis 6.4); returns the applied index to read at."""
+        return await self.read_barrier_nowait()
+
+    def read_barrier_nowait(self) -> asyncio.Future[int]:
+        """:meth:`read_barrier` without the coroutine: the future of the applied index to read at.
+        One barrier serves any number of reads that arrived before it was asked for."""
         if self._stopping:
             raise Stopped("node is shutting down")
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._inbox.append(("read", None, fut))
         self._wake.set()
-        return await fut
+        return fut
 
     async def transfer_leader(self, target: int) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

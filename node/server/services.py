@@ -37,7 +37,17 @@ from coterie.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 from ..raft import Role
 from ..raft.progress import ProgressState
-from ..statemachine import InvalidArgument, RangeRequest, StateMachine, TxnRequest, encode_command, prefix_end
+from ..statemachine import (
+    Command,
+    InvalidArgument,
+    RangeRequest,
+    Response,
+    StateMachine,
+    TxnRequest,
+    encode_command,
+    prefix_end,
+)
+from .batch import BatchStream
 from .driver import Driver
 from .info import NodeInfo
 from .kv_codec import PbRequest, PbResponse, command_from_pb, request_from_pb, response_to_pb
@@ -120,6 +130,13 @@ class _Service:
         )
 
     async def _propose(self, request: PbRequest) -> PbResponse:
+        cmd, data = self._prepare_write(request)
+        resp = await self.driver.propose(data)
+        return self._write_response(cmd, resp)
+
+    def _prepare_write(self, request: PbRequest) -> tuple[Command, bytes]:
+        """The command of a write request and its log entry; raises what refuses it before it costs
+        a log entry (size, malformed, the state machine's limits)."""
         size = request.ByteSize()
         if size > MAX_REQUEST_BYTES:
             raise InvalidArgument(
@@ -130,7 +147,10 @@ class _Service:
             cmd.request, timestamp=cmd.timestamp, session_id=cmd.session_id, seq=cmd.seq,
             fence=cmd.fence,
         )
-        resp = await self.driver.propose(data)
+        return cmd, data
+
+    def _write_response(self, cmd: Command, resp: Response) -> PbResponse:
+        """The gRPC answer to an applied write; raises the state machine's refusal (KVError)."""
         return response_to_pb(
             cmd.request,
             resp,
@@ -148,13 +168,21 @@ class KVService(_Service):
         return await self._run(context, self._range(request))
 
     async def _range(self, request: kv_pb2.RangeRequest) -> PbResponse:
+        req, barrier = self._range_request(request)
+        if barrier:
+            await self.driver.read_barrier()
+        return self._serve_range(req)
+
+    def _range_request(self, request: kv_pb2.RangeRequest) -> tuple[RangeRequest, bool]:
+        """The checked request, and whether it must wait for a read barrier (linearizable)."""
         req = request_from_pb(request)
         assert isinstance(req, RangeRequest)
         if request.HasField("header") and request.header.HasField("fence"):
             raise InvalidArgument("RangeRequest.header.fence: only Put, DeleteRange and Txn take a fence "
                                   "(a fenced read is a Txn)")
-        if not request.serializable and not self.info.unsafe_local_reads:
-            await self.driver.read_barrier()
+        return req, not request.serializable and not self.info.unsafe_local_reads
+
+    def _serve_range(self, req: RangeRequest) -> PbResponse:
         resp = self.driver.sm.kv.range(
             req.key,
             req.range_end,
@@ -177,15 +205,41 @@ class KVService(_Service):
         return await self._run(context, self._txn(request))
 
     async def _txn(self, request: kv_pb2.TxnRequest) -> PbResponse:
+        req = self._read_only_txn(request)
+        if req is None:
+            return await self._propose(request)
+        await self.driver.read_barrier()
+        return self._serve_txn(req)
+
+    @staticmethod
+    def _read_only_txn(request: kv_pb2.TxnRequest) -> TxnRequest | None:
+        """The txn if it is served locally after a read barrier (only ranges, no fence), else None:
+        it goes through the log."""
         req = request_from_pb(request)
         assert isinstance(req, TxnRequest)
         if not _txn_is_read_only(req) or (request.HasField("header") and request.header.HasField("fence")):
             # A fenced txn goes through the log even when it only reads: the fence is checked there.
-            return await self._propose(request)
+            return None
         # Only ranges: evaluating it on the local store after a read barrier changes nothing and is
         # linearizable, so it need not go through the log.
-        await self.driver.read_barrier()
+        return req
+
+    def _serve_txn(self, req: TxnRequest) -> PbResponse:
         return self._local_response(req, self.driver.sm.kv.execute_txn(req))
+
+    async def Batch(  # noqa: N802
+        self, request_iterator: Any, context: Any
+    ) -> AsyncIterator[kv_pb2.BatchResponse]:
+        """Range, Put, DeleteRange and Txn, many per message, each answered (or refused) alone as
+        its unary call would be (:mod:`.batch`). Only a malformed stream message ends the call, with
+        the status of :func:`error_status` (INVALID_ARGUMENT)."""
+        stream = BatchStream(self)
+        try:
+            async for resp in stream.run(request_iterator):
+                yield resp
+        except Exception as exc:
+            code, details, md = error_status(exc, self.info, leader=self.driver.leader)
+            await context.abort(code, details, trailing_metadata=md)
 
     async def Compact(  # noqa: N802
         self, request: kv_pb2.CompactionRequest, context: Any

@@ -395,3 +395,61 @@ class SessionCloseResponse(_message.Message):
     header: ResponseHeader
     session_id: int
     def __init__(self, header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., session_id: _Optional[int] = ...) -> None: ...
+
+class BatchRequest(_message.Message):
+    __slots__ = ("items", "cancel")
+    class Item(_message.Message):
+        __slots__ = ("id", "timeout_ms", "range", "put", "delete_range", "txn")
+        ID_FIELD_NUMBER: _ClassVar[int]
+        TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+        RANGE_FIELD_NUMBER: _ClassVar[int]
+        PUT_FIELD_NUMBER: _ClassVar[int]
+        DELETE_RANGE_FIELD_NUMBER: _ClassVar[int]
+        TXN_FIELD_NUMBER: _ClassVar[int]
+        id: int
+        timeout_ms: int
+        range: RangeRequest
+        put: PutRequest
+        delete_range: DeleteRangeRequest
+        txn: TxnRequest
+        def __init__(self, id: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., range: _Optional[_Union[RangeRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[TxnRequest, _Mapping]] = ...) -> None: ...
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[BatchRequest.Item]
+    cancel: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, items: _Optional[_Iterable[_Union[BatchRequest.Item, _Mapping]]] = ..., cancel: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class BatchError(_message.Message):
+    __slots__ = ("code", "message", "detail", "leader_id", "leader_addr")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    detail: bytes
+    leader_id: int
+    leader_addr: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., detail: _Optional[bytes] = ..., leader_id: _Optional[int] = ..., leader_addr: _Optional[str] = ...) -> None: ...
+
+class BatchResponse(_message.Message):
+    __slots__ = ("items",)
+    class Item(_message.Message):
+        __slots__ = ("id", "range", "put", "delete_range", "txn", "error")
+        ID_FIELD_NUMBER: _ClassVar[int]
+        RANGE_FIELD_NUMBER: _ClassVar[int]
+        PUT_FIELD_NUMBER: _ClassVar[int]
+        DELETE_RANGE_FIELD_NUMBER: _ClassVar[int]
+        TXN_FIELD_NUMBER: _ClassVar[int]
+        ERROR_FIELD_NUMBER: _ClassVar[int]
+        id: int
+        range: RangeResponse
+        put: PutResponse
+        delete_range: DeleteRangeResponse
+        txn: TxnResponse
+        error: BatchError
+        def __init__(self, id: _Optional[int] = ..., range: _Optional[_Union[RangeResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., delete_range: _Optional[_Union[DeleteRangeResponse, _Mapping]] = ..., txn: _Optional[_Union[TxnResponse, _Mapping]] = ..., error: _Optional[_Union[BatchError, _Mapping]] = ...) -> None: ...
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[BatchResponse.Item]
+    def __init__(self, items: _Optional[_Iterable[_Union[BatchResponse.Item, _Mapping]]] = ...) -> None: ...

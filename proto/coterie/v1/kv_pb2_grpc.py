@@ -64,6 +64,11 @@ class KVStub:
                 request_serializer=coterie_dot_v1_dot_kv__pb2.WatchRequest.SerializeToString,
                 response_deserializer=coterie_dot_v1_dot_kv__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.Batch = channel.stream_stream(
+                '/coterie.v1.KV/Batch',
+                request_serializer=coterie_dot_v1_dot_kv__pb2.BatchRequest.SerializeToString,
+                response_deserializer=coterie_dot_v1_dot_kv__pb2.BatchResponse.FromString,
+                _registered_method=True)
 
 
 class KVServicer:
@@ -112,6 +117,21 @@ class KVServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Batch(self, request_iterator, context):
+        """Range, Put, DeleteRange and Txn, many per message, on one long-lived stream (as TiKV's
+        BatchCommands): a client packs its concurrent requests into shared messages, each with an id of
+        its choosing, and the server answers them by id, several per message, in any order (an answer
+        per request, once). Each request means exactly what the unary call means (its own header:
+        session, seq, fence; the same limits), and fails alone: its answer then carries the status code,
+        message, ErrorDetail and leader hint the unary call would have failed with. The stream itself
+        fails only when the transport does; every request without an answer then has an unknown
+        outcome, as a unary call cut off. Requests over 2 MiB belong on the unary calls (the server's
+        bound on a message is 2 MiB + 64 KiB).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KVServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +164,11 @@ def add_KVServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=coterie_dot_v1_dot_kv__pb2.WatchRequest.FromString,
                     response_serializer=coterie_dot_v1_dot_kv__pb2.WatchResponse.SerializeToString,
+            ),
+            'Batch': grpc.stream_stream_rpc_method_handler(
+                    servicer.Batch,
+                    request_deserializer=coterie_dot_v1_dot_kv__pb2.BatchRequest.FromString,
+                    response_serializer=coterie_dot_v1_dot_kv__pb2.BatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +333,33 @@ class KV:
             '/coterie.v1.KV/Watch',
             coterie_dot_v1_dot_kv__pb2.WatchRequest.SerializeToString,
             coterie_dot_v1_dot_kv__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Batch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/coterie.v1.KV/Batch',
+            coterie_dot_v1_dot_kv__pb2.BatchRequest.SerializeToString,
+            coterie_dot_v1_dot_kv__pb2.BatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
