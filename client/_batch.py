@@ -110,6 +110,7 @@ class BatchChannel:
         self._wake = asyncio.Event()
         self._closed = False
         self.streams_opened = 0
+        self.streams_broken = 0
         self.messages_sent = 0
 
     @property
@@ -238,6 +239,7 @@ class BatchChannel:
         if self._call is not call:
             return
         self._call = None
+        self.streams_broken += 1
         current = asyncio.current_task()
         for t in self._tasks:
             if t is not current:

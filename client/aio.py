@@ -89,6 +89,11 @@ class AsyncClient:
     :class:`~coterie.client._sessions.SessionPool`. Idle sessions are not kept alive: one idle for half
     its TTL is dropped and replaced when needed. ``close()`` closes every session (best effort).
 
+    Gets, puts, deletes and txns of concurrent tasks share messages on one ``KV.Batch`` stream per
+    member (:mod:`~coterie.client._batch`): each request keeps its own session header and fails alone
+    with the error its unary call would give, and a lone call is sent at once. ``batching=False``
+    sends each as a unary call instead.
+
     Time and randomness come from ``_clock`` (``time.monotonic``) and ``_rng`` (a ``random.Random``):
     every call's :class:`~coterie.client._call.CallState` and the session pool read them, the router
     takes the clock when the client is made. :class:`~coterie.client.Client` runs this client on a
@@ -99,7 +104,7 @@ class AsyncClient:
                  breaker_threshold: int = 3, breaker_cooldown: float = 2.0,
                  max_sessions: int = DEFAULT_MAX_SESSIONS, batching: bool = True) -> None:
         self.endpoints = parse_endpoints(endpoints)
-        self.batching = batching
+        self._batching = batching
         """Whether get, put, delete and txn calls share ``KV.Batch`` streams (one per member; see
         :mod:`~coterie.client._batch`) instead of one unary call each. Both mean the same; batching
         costs far less CPU per call when many tasks call at once, and adds no latency to one."""
@@ -400,7 +405,7 @@ class AsyncClient:
             call.attempts += 1
             try:
                 stubs = self._get_stubs(ep)
-                if self.batching and service == "kv" and method in BATCHED_METHODS and (
+                if self._batching and service == "kv" and method in BATCHED_METHODS and (
                         size := request.ByteSize()) <= MAX_BATCHED_REQUEST_BYTES:
                     resp = await stubs.batch.call(method, request, call.attempt_timeout(), write=write,
                                                   size=size)

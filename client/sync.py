@@ -126,7 +126,8 @@ class Client:
     up to ``max_sessions`` (beyond that a write waits, within its timeout, for one to be handed back);
     see :class:`~coterie.client._sessions.SessionPool`. Idle sessions are not kept alive: one idle for
     half its TTL is dropped and replaced when needed. ``close()`` closes every session (best effort)
-    and stops the client's loop thread.
+    and stops the client's loop thread. Concurrent calls share ``KV.Batch`` stream messages
+    (``batching=False``: unary calls), as :class:`AsyncClient`'s.
 
     It is an :class:`AsyncClient` run on a private event loop in a daemon thread: each method submits
     the asyncio client's method there and waits for it (interrupting the wait, e.g. with Ctrl-C,
