@@ -34,19 +34,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from coterie.v1 import kv_pb2
 from coterie.v1.wire import ERROR_DETAIL_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY
 
 from ..statemachine import Command, InvalidArgument, RangeRequest, Response, TxnRequest
-from .driver import Stopped
+from .driver import Driver, Stopped
+from .info import NodeInfo
 from .status import error_status
 
-if TYPE_CHECKING:
-    from .services import KVService
+__all__ = ["BatchStream", "KVService", "batch_error"]
 
-__all__ = ["BatchStream", "batch_error"]
+
+class KVService(Protocol):
+    """What a batch needs of :class:`~.services.KVService`: the unary calls' own steps."""
+
+    driver: Driver
+    info: NodeInfo
+
+    def _prepare_write(self, request: Any) -> tuple[Command, bytes]: ...
+
+    def _write_response(self, cmd: Command, resp: Response) -> Any: ...
+
+    def _range_request(self, request: kv_pb2.RangeRequest) -> tuple[RangeRequest, bool]: ...
+
+    def _serve_range(self, req: RangeRequest) -> Any: ...
+
+    def _read_only_txn(self, request: kv_pb2.TxnRequest) -> TxnRequest | None: ...
+
+    def _serve_txn(self, req: TxnRequest) -> Any: ...
 
 _WRITES = frozenset(("put", "delete_range"))
 
