@@ -212,12 +212,10 @@ def measure_kill(sim: Sim, victim: str, horizon: float) -> KillResult:
     def all_dead() -> bool:
         for o in observers:
             m = sim.nodes[o].gossip.member(victim)
-            if m is not None and m.state == MemberState.ALIVE or m is not None and \
-                    m.state == MemberState.SUSPECT:
+            if m is not None and m.state in (MemberState.ALIVE, MemberState.SUSPECT):
                 return False
         return True
 
-    done = False
     # Check the (O(n)) predicate only at DEAD events about the victim.
     flag = {"dead_seen": 0}
 
