@@ -121,8 +121,12 @@ class Sim:
                 node.gossip.receive(data, src, at)
             elif kind == "process":
                 node.gossip.receive(data, src, at)
-            else:  # join
+            else:  # join; like a real host, retry every 2 s until some member answered (the push-pull
+                # request or its reply may be lost)
+                if len(node.gossip.members()) > 1:
+                    continue
                 node.gossip.join([src], at)
+                self._push(at + 2.0, "join", dst, src, b"")
             self._flush(node)
             if stop is not None and stop():
                 return True
