@@ -294,7 +294,9 @@ class Gossip:
         self._advance_probe(now)
         if cfg.gossip_interval > 0 and now >= self._next_gossip:
             self._gossip(now)
-            self._next_gossip = max(self._next_gossip + cfg.gossip_interval, now)
+            self._next_gossip += cfg.gossip_interval
+            if self._next_gossip <= now:  # the host fell behind: skip the missed rounds
+                self._next_gossip = now + cfg.gossip_interval
         if not self._left and cfg.push_pull_interval > 0 and now >= self._next_push_pull:
             live = self._random_members(1, lambda m: m.state == MemberState.ALIVE)
             if live:
