@@ -34,8 +34,9 @@ REPO = Path(__file__).resolve().parent.parent
 def test_the_names_are_the_ones_the_suite_always_had() -> None:
     assert BACKENDS.names() == ("local", "netns", "compose")
     assert NEMESES.names() == ("partition", "partition-halves", "partition-leader", "partition-ring",
-                               "partition-oneway", "kill", "pause", "slow", "lossy", "member", "none")
-    assert WORKLOADS.names() == ("register", "set", "watch")
+                               "partition-oneway", "kill", "pause", "slow", "lossy", "member", "clock",
+                               "clock-broken", "clock-jump", "none")
+    assert WORKLOADS.names() == ("register", "set", "watch", "lock", "lease")
     for reg in (BACKENDS, NEMESES, WORKLOADS):
         for e in reg.entries():
             assert e.help and "\n" not in e.help and ";" not in e.help, e
