@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import sys
 import time
@@ -151,6 +152,43 @@ def test_metrics_from_a_real_cluster(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------ health and endpoint
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def compose_healthchecks() -> dict[str, list[str]]:
+    """Each docker-compose.yml node's healthcheck command (read without a YAML library, as
+    tests/test_advertise_client_addr.py does): checked to be ``coterie --endpoints 127.0.0.1:<its
+    container client port> ... endpoint health``."""
+    text = (REPO / "docker-compose.yml").read_text()
+    out = {}
+    for name, body in re.findall(r"^  (n\d):\n(.*?)(?=^  n\d:|^volumes:)", text, re.M | re.S):
+        m = re.search(r"healthcheck:\n\s+test: \[(.*?)\]", body, re.S)
+        assert m is not None, f"{name} has no healthcheck"
+        argv = [a.strip().strip('"') for a in m.group(1).split(",")]
+        assert argv[:2] == ["CMD", "coterie"] and argv[-2:] == ["endpoint", "health"], argv
+        port = re.search(r'--client-addr, "0\.0\.0\.0:(\d+)"', body)
+        assert port is not None
+        assert argv[argv.index("--endpoints") + 1] == f"127.0.0.1:{port.group(1)}"
+        out[name] = argv[1:]
+    assert sorted(out) == list(NAMES)
+    return out
+
+
+def test_dockerfile_healthcheck_asks_the_health_service() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    m = re.search(r"^HEALTHCHECK .*?\\\n\s+CMD (.*)$", text, re.M)
+    assert m is not None, "no HEALTHCHECK"
+    assert m.group(1).startswith('coterie --endpoints "$COTERIE_HEALTH_ENDPOINT"')
+    assert "endpoint health" in m.group(1)
+    assert "ENV COTERIE_HEALTH_ENDPOINT=127.0.0.1:7001" in text and "EXPOSE 7001" in text
+
+
+def run_healthcheck(argv: list[str], endpoint: str) -> int:
+    """A compose healthcheck command, run against ``endpoint`` instead of the container's port."""
+    args = list(argv[1:])
+    args[args.index("--endpoints") + 1] = endpoint
+    return subprocess.run([*COTERIE, *args], capture_output=True, timeout=60).returncode
+
 
 def test_health_follows_quorum_and_endpoint_commands(tmp_path: Path) -> None:
     c = ProcCluster(tmp_path / "c")
@@ -163,6 +201,8 @@ def test_health_follows_quorum_and_endpoint_commands(tmp_path: Path) -> None:
         while time.monotonic() < end:
             assert health_status(c.client["n1"]) == NOT_SERVING
             time.sleep(0.1)
+        checks = compose_healthchecks()
+        assert run_healthcheck(checks["n1"], c.client["n1"]) == 1
         r = run("endpoint", "health", "-o", "json", endpoints=c.client["n1"])
         assert r.returncode == 1, r.stdout + r.stderr
         rows = json.loads(r.stdout)
@@ -175,6 +215,7 @@ def test_health_follows_quorum_and_endpoint_commands(tmp_path: Path) -> None:
         for n in NAMES:
             poll(f"{n} SERVING", functools.partial(_serving, c.client[n]), 30)
             assert health_status(c.client[n], "coterie.v1.KV") == SERVING
+        assert [run_healthcheck(checks[n], c.client[n]) for n in NAMES] == [0, 0, 0]
         eps = ",".join(c.endpoints())
         r = run("endpoint", "health", "-o", "json", endpoints=eps)
         assert r.returncode == 0, r.stdout + r.stderr
@@ -217,6 +258,7 @@ def test_health_follows_quorum_and_endpoint_commands(tmp_path: Path) -> None:
                 c.kill(n)
         poll(f"{survivor} NOT_SERVING",
              lambda: True if health_status(c.client[survivor]) == NOT_SERVING else None, 15)
+        assert run_healthcheck(checks[survivor], c.client[survivor]) == 1
         r = run("endpoint", "health", "-o", "json", endpoints=eps)
         assert r.returncode == 1
         rows = {x["endpoint"]: x for x in json.loads(r.stdout)}
