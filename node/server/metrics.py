@@ -27,9 +27,11 @@ coterie_raft_term                                 gauge      current term
 coterie_raft_commit_index                         gauge      highest log index known committed
 coterie_raft_applied_index                        gauge      highest log index applied here
 coterie_raft_last_index                           gauge      last index in this node's log
-coterie_server_proposals_total{outcome}           counter    client writes proposed here: ``ok``
-                                                             (committed and applied) or ``failed``
-                                                             (refused, overloaded, outcome unknown)
+coterie_server_proposals_total{outcome}           counter    proposals made here (client writes,
+                                                             session and lease calls, address
+                                                             publications): ``ok`` (committed and
+                                                             applied) or ``failed`` (refused as not
+                                                             leader, overloaded, outcome unknown)
 coterie_server_proposals_pending                  gauge      proposals awaiting their outcome
 coterie_server_internal_proposals_total           counter    lease expiries and checkpoints proposed
 coterie_server_read_index_failures_total          counter    linearizable reads that failed
@@ -116,8 +118,9 @@ class _StateCollector(Collector):
         yield gauge("coterie_raft_applied_index", "The highest log index applied to the state machine.",
                     d.sm.applied_index)
         yield gauge("coterie_raft_last_index", "The last index in this node's log.", raft.log.last_index())
-        props = CounterMetricFamily("coterie_server_proposals", "Client writes proposed on this node, by "
-                                    "outcome: ok (committed and applied) or failed.", labels=["outcome"])
+        props = CounterMetricFamily("coterie_server_proposals", "Proposals made on this node (writes, "
+                                    "session and lease calls), by outcome: ok (committed and applied) "
+                                    "or failed.", labels=["outcome"])
         props.add_metric(["ok"], d.proposals_ok)
         props.add_metric(["failed"], d.proposals_failed)
         yield props
