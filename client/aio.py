@@ -323,6 +323,18 @@ class AsyncClient:
                                   timeout=timeout)
         return members_from_pb(resp.members)
 
+    async def transfer_leader(self, member_id: int, *, timeout: float | None = None) -> int:
+        """Hand leadership to voter ``member_id`` (thesis 3.10); returns the new leader's id once it
+        leads. Asks the leader (a follower's answer names it). Raises :class:`InvalidArgument` for a
+        member that is not a voter, or a :class:`CoterieError` (code ``ABORTED``) if the leader gave
+        the transfer up; the transfer is retried while it may still succeed (a leader that changed
+        meanwhile, a target that did not take over in time) within the deadline. Transferring to the
+        current leader returns at once."""
+        req = cluster_pb2.TransferLeaderRequest(target=member_id)
+        resp = await self._invoke("cluster", "TransferLeader", req, write=True, idempotent=True,
+                                  timeout=timeout)
+        return int(resp.leader_id)
+
     # ---------------------------------------------------------------------------------- watches
 
     def watch(self, key: Bytesish, range_end: Bytesish | None = None, *, start_revision: int = 0,

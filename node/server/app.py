@@ -12,6 +12,11 @@ Shutdown (:meth:`Node.stop`, on SIGTERM) is idempotent and goes:
 
 Nothing is lost by ``kill -9`` at any point either: an acknowledged write is fsynced on a majority.
 
+Observability: the standard gRPC health service runs on the client listener (:mod:`.health`: SERVING
+once the node knows a leader and keeps up with the commit index; NOT_SERVING first thing at
+shutdown), and with ``--metrics-addr`` an HTTP listener serves Prometheus metrics (:mod:`.metrics`),
+opened before the client listener and closed last.
+
 Membership (:mod:`.members`): a node bootstraps a new cluster (``--initial-cluster-state new``, ids
 1..n from the sorted names of ``--initial-cluster``) or joins an existing one after ``MemberAdd``
 (``existing``): it then asks the members listed in ``--initial-cluster`` for its id and the cluster id
@@ -43,6 +48,7 @@ from .clock import NodeClock
 from .config import NodeConfig, NodeConfigError
 from .driver import Driver, seeded_rng
 from .fault_admin import add_fault_admin
+from .health import HealthMonitor
 from .info import MemberInfo, NodeInfo
 from .lease_service import add_lease_service
 from .malformed import MalformedRequests
@@ -192,6 +198,10 @@ class Node:
         self._stopping = False
         self._log_context: _NodeLogContext | None = None
         self._removal_task: asyncio.Task[None] | None = None
+        self.health: HealthMonitor | None = None
+        self.metrics: Any = None
+        """The node's :class:`~.metrics.NodeMetrics` while it serves metrics (``--metrics-addr``)."""
+        self._metrics_server: asyncio.Server | None = None
 
     async def _resolve_identity(self) -> None:
         """Settle this node's id and cluster id: from ``meta.json`` on a restart, from the flags
@@ -256,6 +266,7 @@ class Node:
         self.driver = Driver(raw, self.storage, sm, self.transport, cfg.driver_config(), clock=self.clock)
         self._log_context = _NodeLogContext(cfg.name, self.driver)
         self._log_context.install()
+        self.health = HealthMonitor(self.driver, interval=cfg.tick_interval, removed=lambda: self.removed)
         # grpc turns SO_REUSEPORT on by default: a second node started on a port in use would then
         # share it silently (the kernel splitting connections between two clusters). Off: it fails.
         no_reuse = ("grpc.so_reuseport", 0)
@@ -272,9 +283,12 @@ class Node:
             maximum_concurrent_rpcs=4096, interceptors=[MalformedRequests()])
         self._add_client_services()
         _listen(self.client_server, cfg.client_addr, "--client-addr")
+        if cfg.metrics_addr:
+            await self._serve_metrics(cfg.metrics_addr)
         await self.peer_server.start()
         self.transport.start()
         self._driver_task = asyncio.create_task(self.driver.run(), name="driver")
+        await self.health.start()
         await self.client_server.start()
         assert self.membership is not None
         self.membership.start()
@@ -295,6 +309,20 @@ class Node:
         add_lease_service(self.client_server, self.driver, info,
                           min_ttl_ms=round(self.cfg.effective_min_lease_ttl() * 1000))
         add_fault_admin(self.client_server, self.faults, self.id, clock=self.clock)
+        assert self.health is not None
+        self.health.add_to_server(self.client_server)
+
+    async def _serve_metrics(self, addr: str) -> None:
+        from .metrics import NodeMetrics, serve_metrics
+
+        health = self.health
+        self.metrics = NodeMetrics(self.driver, self.transport,
+                                   healthy=lambda: health is not None and health.serving)
+        try:
+            self._metrics_server = await serve_metrics(self.metrics, addr)
+        except (OSError, ValueError) as exc:
+            raise NodeConfigError(f"cannot listen on --metrics-addr {addr}: {exc}") from exc
+        self.metrics.attach()
 
     def _membership(self, info: NodeInfo) -> Membership:
         """The membership view and operations, with the ClusterPeer service on the peer listener."""
@@ -311,6 +339,8 @@ class Node:
             return
         self._stopping = True
         try:
+            if self.health is not None:
+                await self.health.stop()
             await self.client_server.stop(grace=1.0)
             if self.membership is not None:
                 await self.membership.stop()
@@ -321,6 +351,10 @@ class Node:
             await self.peer_server.stop(grace=0.5)
             await self.transport.close()
             self.storage.close()
+            if self._metrics_server is not None:
+                self._metrics_server.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._metrics_server.wait_closed(), 1.0)
             log.info("node stopped", extra={"node": self.cfg.name})
         finally:
             if self._log_context is not None:
