@@ -29,7 +29,8 @@ from tests.proc_cluster import ProcCluster, cluster
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 CLI_SECTIONS = ("First steps: a lease and a lock", "The command line", "The Python client",
-                "Leases, locks and elections from the shell")
+                "Leases, locks and elections from the shell",
+                "Operating a node: metrics, health, endpoints, leader transfer")
 SKIP = re.compile(r"#\s*not run:\s*\S")
 TIMEOUT = 60.0
 
