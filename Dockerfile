@@ -1,7 +1,7 @@
 # coterie node image. The base is a build argument so real users get the public Python image while
 # machines without Docker Hub can build on a locally made Debian base (scripts/compose-base-image).
 #   docker build -t coterie .                                   # FROM python:3.11-slim
-#   podman build --build-arg BASE_IMAGE=localhost/debian-py:bookworm -t coterie .
+#   podman build --build-arg BASE_IMAGE=localhost/coterie-base:bookworm -t coterie .
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
