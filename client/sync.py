@@ -252,6 +252,7 @@ class Client:
     member_add = _blocking(AsyncClient.member_add)
     member_remove = _blocking(AsyncClient.member_remove)
     member_promote = _blocking(AsyncClient.member_promote)
+    members = _blocking(AsyncClient.members)
 
     # ---------------------------------------------------------------------------------- watches
 
