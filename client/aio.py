@@ -32,6 +32,7 @@ from ._sessions import (
 )
 from ._watch import WatchState, watch_ended, watch_stream_error
 from .errors import ClientClosed, CoterieError, InvalidArgument, Unavailable
+from .gossip import GossipView, view_from_pb
 from .leases import AsyncLease
 from .locks import AsyncElection, AsyncLock
 from .membership import Member, add_request, member_from_pb, members_from_pb
@@ -314,6 +315,23 @@ class AsyncClient:
         resp = await self._invoke("cluster", "MemberRemove", req, write=True, idempotent=False,
                                   timeout=timeout)
         return members_from_pb(resp.members)
+
+    async def members(self, *, endpoint: str | None = None, name: str = "",
+                      timeout: float | None = None) -> GossipView:
+        """A member's gossip view (``coterie node --gossip-addr``): every member it knows, alive,
+        suspect, dead or left, with tags and who caused the last changes (only ``name`` if given).
+        Asks ``endpoint`` if given (that member's own view), else any endpoint.
+        :class:`FailedPrecondition` if gossip is off there."""
+        req = cluster_pb2.MembersRequest(name=name)
+        if endpoint is None:
+            resp = await self._invoke("cluster", "Members", req, write=False, timeout=timeout)
+        else:
+            try:
+                resp = await self._get_stubs(endpoint).cluster.Members(
+                    req, timeout=self.timeout if timeout is None else timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise map_rpc_error(exc, endpoint=endpoint, write=False, idempotent=True) from None
+        return view_from_pb(resp)
 
     async def member_promote(self, member_id: int, *, timeout: float | None = None) -> list[Member]:
         """Make a learner a voter; refused (FailedPrecondition) while it is far behind the leader.

@@ -1174,6 +1174,88 @@ def _pick_transferee(members: dict[int, Any], leader_id: int, leader_ep: str | N
         if st is not None:
             match = {p.id: int(p.match) for p in st.progress}
     return max(voters, key=lambda i: (match.get(i, -1), -i))
+# ============================================================================== gossip
+
+
+def _gossip_dict(m: Any) -> dict[str, Any]:
+    return {"name": m.name, "addr": m.addr, "state": m.state, "incarnation": m.incarnation,
+            "meta": dict(m.meta), "since": round(m.since, 3), "by": m.by,
+            "suspected_by": m.suspected_by, "confirmed_by": list(m.confirmed_by),
+            "events": [{"kind": e.kind, "by": e.by, "at": round(e.at, 3), "incarnation": e.incarnation,
+                        "confirmations": list(e.confirmations)} for e in m.events]}
+
+
+def _ago(t: float) -> str:
+    import time
+
+    if t <= 0:
+        return "-"
+    d = max(0.0, time.time() - t)
+    return f"{d:.1f}s ago" if d < 120 else f"{d / 60:.0f}m ago" if d < 7200 else f"{d / 3600:.0f}h ago"
+
+
+def _t(s: str) -> str:
+    """Text a peer chose (names, tags), made safe for a terminal."""
+    return _text(s.encode("utf-8", "surrogateescape")) or "-"
+
+
+@main.command("members")
+@click.option("--why", "why", metavar="NAME", default=None,
+              help="Why NAME is in its state: who suspected it and when, who confirmed, who declared it "
+                   "dead, and its last changes.")
+@_output_option
+@click.pass_context
+@_handles_errors
+def gossip_members(ctx: click.Context, why: str | None, output: str | None) -> None:
+    """The gossip view of the first endpoint that answers (`coterie node --gossip-addr/--join`):
+    every member it knows, its state (alive, suspect, dead, left), incarnation, tags and since when.
+    Gossip only observes: the Raft configuration is `member list`, leadership is `status`."""
+    from ._router import parse_endpoints
+    from .errors import CoterieError, DeadlineExceeded, Unavailable
+
+    eps = parse_endpoints(ctx.obj["endpoints"])
+    view = None
+    last: CoterieError | None = None
+    with _client(ctx) as c:
+        for ep in eps:
+            try:
+                view = c.members(endpoint=ep, name=why or "")
+                break
+            except CoterieError as exc:
+                last = exc
+                if not isinstance(exc, Unavailable | DeadlineExceeded):
+                    break  # an answer (gossip is off there, no such member), not an unreachable member
+    if view is None:
+        assert last is not None
+        raise last
+    as_json = _fmt(ctx, output) == "json"
+    if why:
+        m = view.member(why)
+        assert m is not None
+        if as_json:
+            click.echo(json.dumps({"view_from": view.name, **_gossip_dict(m)}, indent=2))
+            return
+        click.echo(f"{_t(m.name)} is {m.state} (incarnation {m.incarnation}) since {_ago(m.since)}, "
+                   f"as seen by {_t(view.name)}")
+        if m.state == "suspect":
+            conf = ", ".join(_t(x) for x in m.confirmed_by) or "nobody yet"
+            click.echo(f"  suspected by {_t(m.suspected_by or m.by)}; confirmed by {conf}")
+        elif m.state in ("dead", "left"):
+            click.echo(f"  {'declared dead' if m.state == 'dead' else 'left'} by {_t(m.by)}")
+        for e in m.events:
+            extra = f"; confirmed by {', '.join(_t(x) for x in e.confirmations)}" if e.confirmations else ""
+            click.echo(f"  {_ago(e.at):>10}  {e.kind:<8} by {_t(e.by)} (incarnation {e.incarnation}){extra}")
+        return
+    if as_json:
+        click.echo(json.dumps({"view_from": view.name, "members": [_gossip_dict(m) for m in view.members],
+                               "stats": view.stats}, indent=2))
+        return
+    click.echo(f"gossip view of {_t(view.name)}")
+    click.echo(_table(
+        ["NAME", "GOSSIP ADDR", "STATE", "INC", "ROLE", "CLIENT ADDR", "PEER ADDR", "SINCE", "BY"],
+        [[_t(m.name), _t(m.addr), m.state, m.incarnation, _t(m.meta.get("role", "")),
+          _t(m.meta.get("client_addr", "")), _t(m.meta.get("peer_addr", "")), _ago(m.since), _t(m.by)]
+         for m in view.members]))
 
 
 if __name__ == "__main__":

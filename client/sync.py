@@ -253,6 +253,7 @@ class Client:
     member_remove = _blocking(AsyncClient.member_remove)
     member_promote = _blocking(AsyncClient.member_promote)
     transfer_leader = _blocking(AsyncClient.transfer_leader)
+    members = _blocking(AsyncClient.members)
 
     # ---------------------------------------------------------------------------------- watches
 

@@ -37,6 +37,7 @@ from coterie.node.gossip.suspicion import Suspicion, min_suspicion_timeout, susp
 def test_config_presets_and_validation() -> None:
     assert GossipConfig.lan().probe_timeout == 0.5
     assert GossipConfig.local().indirect_checks == 1
+    assert GossipConfig.local(probe_timeout=0.1).probe_timeout == 0.1  # overrides its own presets too
     for bad in ({"probe_timeout": 1.0}, {"probe_interval": 0.0}, {"indirect_checks": -1},
                 {"suspicion_mult": 0}, {"max_packet_size": 100}, {"gossip_interval": float("nan")},
                 {"max_push_pull_size": 600}):

@@ -143,8 +143,9 @@ class GossipConfig:
     def local(cls, **overrides: object) -> GossipConfig:
         """memberlist's ``DefaultLocalConfig``, for loopback or one rack: 200 ms probe timeout, one
         indirect check, fewer retransmits, a shorter suspicion and push-pull period."""
-        cfg = replace(cls(), probe_timeout=0.2, indirect_checks=1, retransmit_mult=2, suspicion_mult=3,
-                      push_pull_interval=15.0, gossip_interval=0.1, gossip_to_the_dead_time=15.0,
-                      **overrides)  # type: ignore[arg-type]
+        local: dict[str, object] = dict(
+            probe_timeout=0.2, indirect_checks=1, retransmit_mult=2, suspicion_mult=3,
+            push_pull_interval=15.0, gossip_interval=0.1, gossip_to_the_dead_time=15.0)
+        cfg = replace(cls(), **{**local, **overrides})  # type: ignore[arg-type]
         cfg.validate()
         return cfg
