@@ -5,6 +5,11 @@ one JSON :class:`~coterie.bench.load.LoadResult`. As in ../shared/PEERS.md, the 
 ``aetcd.Client`` (one channel) talking to the member given, normally the leader. Before a get run the
 ``--key-space`` keys are written (untimed), and a get that finds no key counts as an error. Puts do
 not ask for the previous value (aetcd's default, and coterie's bench does the same).
+
+``--op lock|lock-shared``: lock round trips (lock, then unlock at once) with etcd's
+``concurrency.Mutex`` algorithm on aetcd (:class:`~coterie.bench.etcd_mutex.EtcdMutex`: a session and
+lease per round trip, as coterie's ``AsyncClient.lock`` grants one), each task on its own name or all on
+one; a lock waits at most ``--time-limit``.
 """
 
 from __future__ import annotations
@@ -15,15 +20,18 @@ import json
 import sys
 from typing import Any
 
-from coterie.bench.load import LoadResult, key_of, run_load
+from coterie.bench.etcd_mutex import EtcdMutex
+from coterie.bench.load import LOCK_OPS, LoadResult, key_of, lock_name, run_load
+
+OPS = ("put", "get", "get-serializable", *LOCK_OPS)
 
 
 async def etcd_load(endpoint: str, *, op: str, clients: int, count: int, value_size: int = 256,
                     key_size: int = 8, key_space: int = 1000, warmup: int = 200,
-                    time_limit: float = 60.0, timeout: float = 5.0) -> LoadResult:
+                    time_limit: float = 60.0, timeout: float = 5.0, lock_ttl: int = 10) -> LoadResult:
     import aetcd
 
-    if op not in ("put", "get", "get-serializable"):
+    if op not in OPS:
         raise ValueError(f"unknown operation {op!r}")
     key_of(0, key_size, key_space)  # ValueError now if the keys cannot be that short
     host, _, port = endpoint.rpartition(":")
@@ -42,7 +50,18 @@ async def etcd_load(endpoint: str, *, op: str, clients: int, count: int, value_s
             if r is None:
                 raise LookupError(f"key {key_of(i, key_size, key_space)!r} is missing")
 
-        if op == "put":
+        async def lock(w: int, _i: int) -> None:
+            m = EtcdMutex(c, lock_name(op, w), ttl=lock_ttl)
+            await m.lock(timeout=time_limit)
+            await m.unlock()
+
+        if op in LOCK_OPS:
+            params = {"time_limit": time_limit, "lock_ttl": lock_ttl, "endpoint": endpoint,
+                      "names": 1 if op == "lock-shared" else clients,
+                      "client": f"aetcd {_version()}, one channel, concurrency.Mutex algorithm"}
+            res = await run_load(lock, system="etcd", name=op, clients=clients, count=count,
+                                 time_limit=time_limit, warmup=warmup)
+        elif op == "put":
             res = await run_load(put, system="etcd", name=op, clients=clients, count=count,
                                  time_limit=time_limit, warmup=warmup)
         else:
@@ -67,7 +86,7 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", required=True)
-    ap.add_argument("--op", required=True, choices=["put", "get", "get-serializable"])
+    ap.add_argument("--op", required=True, choices=OPS)
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--count", type=int, default=10_000)
     ap.add_argument("--warmup", type=int, default=200)
@@ -75,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--value-size", type=int, default=256)
     ap.add_argument("--key-size", type=int, default=8)
     ap.add_argument("--key-space", type=int, default=1000)
+    ap.add_argument("--lock-ttl", type=int, default=10, help="seconds of each lock's lease (%(default)s)")
     a = ap.parse_args(argv)
     res = asyncio.run(etcd_load(a.endpoint, op=a.op, clients=a.clients, count=a.count,
                                 value_size=a.value_size, key_size=a.key_size, key_space=a.key_space,
-                                warmup=a.warmup, time_limit=a.time_limit))
+                                warmup=a.warmup, time_limit=a.time_limit,
+                                lock_ttl=a.lock_ttl))
     print(json.dumps(res.to_dict()), flush=True)
     return 0
 

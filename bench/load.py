@@ -42,7 +42,11 @@ from typing import Any
 
 import click
 
-__all__ = ["LoadResult", "bench", "format_table", "key_of", "percentile", "run_load"]
+__all__ = ["LOCK_OPS", "LoadResult", "bench", "format_table", "key_of", "lock_name", "percentile", "run_load"]
+
+LOCK_OPS = ("lock", "lock-shared")
+"""Lock round trips (acquire, then release at once): ``lock``: each task on its own name (no contention,
+the protocol's cost under concurrency); ``lock-shared``: every task on one name (FIFO hand-offs)."""
 
 Op = Callable[[int, int], Awaitable[object]]
 """``op(worker, index)``: one operation; ``worker`` is the task's number (0..clients-1)."""
@@ -57,6 +61,12 @@ def percentile(sorted_samples: Sequence[int], p: float) -> int:
         raise ValueError(f"percentile must be in (0, 100], got {p}")
     rank = math.ceil(p / 100 * len(sorted_samples))
     return sorted_samples[max(rank, 1) - 1]
+
+
+def lock_name(op: str, worker: int) -> str:
+    """The lock name task ``worker`` takes in a ``lock`` or ``lock-shared`` run (the same for every system;
+    no name is a path prefix of another)."""
+    return "bench/shared" if op == "lock-shared" else f"bench/w{worker}"
 
 
 def key_of(i: int, key_size: int, key_space: int) -> bytes:
@@ -225,16 +235,23 @@ def format_table(results: Sequence[LoadResult]) -> str:
 async def coterie_load(endpoints: str, *, op: str, clients: int, count: int, value_size: int = 256,
                        key_size: int = 8, key_space: int = 1000, warmup: int = 200,
                        time_limit: float = 60.0, timeout: float = 5.0, shared_client: bool = False,
+                       lock_ttl: float = 10.0,
                        progress: Callable[[int], None] | None = None) -> LoadResult:
-    """Measure ``op`` (``put``, ``get`` or ``get-serializable``) against the cluster at ``endpoints``.
+    """Measure ``op`` (``put``, ``get``, ``get-serializable``, ``lock`` or ``lock-shared``) against the
+    cluster at ``endpoints``.
 
     Before a get run the ``key_space`` keys are written (untimed, reported in ``params["setup"]``),
     and a get that finds no key counts as an error. Puts send ``prev_kv=False``, like etcd's client.
+    One lock operation is a round trip ``await lock.acquire()`` then ``await lock.release()`` of
+    :meth:`AsyncClient.lock` (``lock_ttl``; an acquire waits at most ``time_limit``): a lease granted
+    and kept alive, the contender key put, the prefix read (and, behind a predecessor, a watch until
+    its deletion and a re-read), then the key deleted and the lease revoked. Value, key size and key
+    space do not apply to locks.
     """
     from coterie.client import AsyncClient
     from coterie.client._sessions import DEFAULT_MAX_SESSIONS
 
-    if op not in ("put", "get", "get-serializable"):
+    if op not in ("put", "get", "get-serializable", *LOCK_OPS):
         raise ValueError(f"unknown operation {op!r}")
     key_of(0, key_size, key_space)  # ValueError now if the keys cannot be that short
     value = b"v" * value_size
@@ -255,11 +272,23 @@ async def coterie_load(endpoints: str, *, op: str, clients: int, count: int, val
         if kv is None:
             raise LookupError(f"key {key_of(i, key_size, key_space)!r} is missing")
 
+    async def lock(w: int, _i: int) -> None:
+        lk = client_of(w).lock(lock_name(op, w), ttl=lock_ttl, timeout=time_limit)
+        await lk.acquire()
+        await lk.release()
+
     params: dict[str, Any] = {"value_size": value_size, "key_size": key_size, "key_space": key_space,
                               "time_limit": time_limit, "client_objects": n_clients,
                               "max_sessions": max_sessions, "client": "AsyncClient"}
+    if op in LOCK_OPS:
+        params = {"time_limit": time_limit, "client_objects": n_clients, "max_sessions": max_sessions,
+                  "client": "AsyncClient.lock (acquire, release)", "lock_ttl": lock_ttl,
+                  "names": 1 if op == "lock-shared" else clients}
     try:
-        if op == "put":
+        if op in LOCK_OPS:
+            res = await run_load(lock, system="coterie", name=op, clients=clients, count=count,
+                                 time_limit=time_limit, warmup=warmup, progress=progress)
+        elif op == "put":
             res = await run_load(put, system="coterie", name=op, clients=clients, count=count,
                                  time_limit=time_limit, warmup=warmup, progress=progress)
         else:
@@ -314,7 +343,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _run(ctx: click.Context, op: str, clients: int, count: int, value_size: int, key_size: int,
          key_space: int, warmup: int, time_limit: float, shared_client: bool, progress: bool,
-         output: str | None) -> None:
+         output: str | None, lock_ttl: float = 10.0) -> None:
     import grpc  # type: ignore[import-untyped]
 
     from coterie.client.errors import CoterieError
@@ -337,7 +366,7 @@ def _run(ctx: click.Context, op: str, clients: int, count: int, value_size: int,
             res = asyncio.run(coterie_load(
                 endpoints, op=op, clients=clients, count=count, value_size=value_size, key_size=key_size,
                 key_space=key_space, warmup=warmup, time_limit=time_limit, timeout=timeout,
-                shared_client=shared_client, progress=report))
+                shared_client=shared_client, lock_ttl=lock_ttl, progress=report))
     except (CoterieError, grpc.RpcError, OSError, ValueError, RuntimeError) as exc:
         if obj.get("debug"):
             raise
@@ -381,3 +410,16 @@ def bench_put(ctx: click.Context, /, **kw: Any) -> None:
 def bench_get(ctx: click.Context, /, serializable: bool, **kw: Any) -> None:
     """COUNT gets of existing keys (KEY_SPACE keys are written first), CLIENTS at a time."""
     _run(ctx, "get-serializable" if serializable else "get", **kw)
+
+
+@bench.command("lock")
+@click.option("--shared", is_flag=True, help="Every task contends for one name (default: a name per task).")
+@click.option("--ttl", "lock_ttl", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Seconds of each lock's lease.")
+@_common
+@click.pass_context
+def bench_lock(ctx: click.Context, /, shared: bool, lock_ttl: float, **kw: Any) -> None:
+    """COUNT lock round trips (acquire, then release at once), CLIENTS at a time, each task on its own
+    name or (--shared) all on one; an acquire waits at most TIME_LIMIT. The value and key options do
+    not apply."""
+    _run(ctx, "lock-shared" if shared else "lock", lock_ttl=lock_ttl, **kw)

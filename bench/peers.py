@@ -15,6 +15,14 @@ How each system is driven (see ../shared/PEERS.md for why):
   leader;
 - PySyncObj: :mod:`coterie.bench.pysyncobj_node`, callers inside the leader process, put only.
 
+Locks (``--ops lock,lock-shared``, not in the default): each operation is one round trip, acquire then
+release at once, of coterie's ``AsyncClient.lock`` and of etcd's ``concurrency.Mutex`` algorithm on
+``aetcd`` (:mod:`coterie.bench.etcd_mutex`; aetcd's own lock is a different, simpler algorithm). Both
+grant a lease per round trip, keep it alive while waiting and holding, enqueue a key under
+``coterie/locks/<name>/``, wait for their predecessor's deletion, delete the key and revoke the lease.
+``lock``: each task on its own name (no contention); ``lock-shared``: all tasks on one name
+(``--lock-shared-count`` round trips, default ``--count``).
+
 Every load subprocess has a hard timeout and every cluster is stopped in a ``finally``, so a run stops
 by itself.
 """
@@ -37,9 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from .cluster import ClusterError, CoterieCluster, EtcdCluster, ProcGroup, run_pysyncobj
+from .load import LOCK_OPS
 
 SYSTEMS = ("coterie", "etcd", "pysyncobj")
-OPS = ("put", "get", "get-serializable")
+DEFAULT_OPS = ("put", "get", "get-serializable")
+OPS = (*DEFAULT_OPS, *LOCK_OPS)
 _CPU_PARTS = ("total", "leader", "followers", "loader")
 Result = dict[str, Any]
 
@@ -96,10 +106,22 @@ def _run_json(argv: list[str], timeout: float, group: ProcGroup | None = None, l
     return res
 
 
-def _load_args(a: argparse.Namespace, clients: int) -> list[str]:
-    return ["--clients", str(clients), "--count", str(a.count), "--warmup", str(a.warmup),
+def _count(a: argparse.Namespace, op: str) -> int:
+    return int(a.lock_shared_count) if op == "lock-shared" and a.lock_shared_count is not None else a.count
+
+
+def _load_args(a: argparse.Namespace, clients: int, op: str) -> list[str]:
+    return ["--clients", str(clients), "--count", str(_count(a, op)), "--warmup", str(a.warmup),
             "--time-limit", str(a.time_limit), "--value-size", str(a.value_size),
             "--key-size", str(a.key_size), "--key-space", str(a.key_space)]
+
+
+def _coterie_cmd(op: str, lock_ttl: int) -> list[str]:
+    if op in LOCK_OPS:
+        return ["lock", *(["--shared"] if op == "lock-shared" else []), "--ttl", str(lock_ttl)]
+    if op == "put":
+        return ["put"]
+    return ["get", *(["--serializable"] if op == "get-serializable" else [])]
 
 
 def _load_timeout(a: argparse.Namespace) -> float:
@@ -147,10 +169,9 @@ def run_coterie(a: argparse.Namespace, root: Path) -> list[Result]:
         _log(f"coterie: leader {leader}, endpoints {c.endpoints}")
         for op in a.ops:
             for n in a.clients:
-                cmd = ["get", *(["--serializable"] if op == "get-serializable" else [])] if op != "put" \
-                    else ["put"]
                 argv = [sys.executable, "-m", "coterie.client.cli", "--endpoints", c.endpoints, "-o", "json",
-                        "--timeout", "10", "bench", *cmd, *_load_args(a, n), "--no-progress",
+                        "--timeout", "10", "bench", *_coterie_cmd(op, a.lock_ttl), *_load_args(a, n, op),
+                        "--no-progress",
                         *(["--shared-client"] if a.coterie_shared_client else [])]
                 profile = a.profile and op == "put" and n == max(a.clients)
                 leader = c.leader() or leader
@@ -173,7 +194,7 @@ def run_etcd(a: argparse.Namespace, root: Path) -> list[Result]:
         for op in a.ops:
             for n in a.clients:
                 argv = [sys.executable, "-m", "coterie.bench.etcd_load", "--endpoint", leader, "--op", op,
-                        *_load_args(a, n)]
+                        *_load_args(a, n, op), *(["--lock-ttl", str(a.lock_ttl)] if op in LOCK_OPS else [])]
                 r = _run_json(argv, _load_timeout(a), c.group, c.name_of(leader))
                 _log(f"etcd {op} x{n}: {r['throughput']:.0f}/s p50 {r['p50_ms']:.2f} ms, "
                      f"{r['errors']} errors")
@@ -287,7 +308,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="scripts/bench-peers", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of %(default)s")
-    ap.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of %(default)s")
+    ap.add_argument("--ops", default=",".join(DEFAULT_OPS),
+                    help=f"comma-separated subset of {','.join(OPS)} (default: %(default)s)")
     ap.add_argument("--clients", default="1,16,64", help="comma-separated client counts (%(default)s)")
     ap.add_argument("--count", type=int, default=10_000, help="measured ops per workload (%(default)s)")
     ap.add_argument("--warmup", type=int, default=200, help="warm-up ops per workload (%(default)s)")
@@ -295,6 +317,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--value-size", type=int, default=256)
     ap.add_argument("--key-size", type=int, default=8)
     ap.add_argument("--key-space", type=int, default=1000)
+    ap.add_argument("--lock-shared-count", type=int, default=None,
+                    help="lock round trips per lock-shared workload (default: --count)")
+    ap.add_argument("--lock-ttl", type=int, default=10, help="seconds of each lock's lease (%(default)s)")
     ap.add_argument("--runs", type=int, default=1, help="fresh-cluster runs; figures are medians")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 500 ops, 50 warm-up, 20 s limit, 100 keys (overrides those options)")
@@ -350,7 +375,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"{a.count:,} ops per workload (after {a.warmup} warm-up), {a.key_size}-byte keys, "
           f"{a.value_size}-byte values, key space {a.key_space}, bounded at {a.time_limit:g} s; "
-          f"{a.runs} run(s){', medians' if a.runs > 1 else ''}.\n")
+          f"{a.runs} run(s){', medians' if a.runs > 1 else ''}.")
+    if any(op in LOCK_OPS for op in a.ops):
+        print(f"Locks: one op = acquire + release, a {a.lock_ttl} s lease each; lock = a name per client, "
+              f"lock-shared = one name for all ({_count(a, 'lock-shared'):,} round trips); etcd: "
+              f"concurrency.Mutex's algorithm on aetcd (coterie.bench.etcd_mutex).")
+    print()
     print(markdown(results, a.systems, a.ops, a.clients))
     cpu = cpu_markdown(results, a.systems, a.ops, a.clients)
     if cpu:

@@ -32,6 +32,7 @@ from .errors import (
     Unavailable,
 )
 from .fencing import FencingGuard
+from .gossip import GossipMember, GossipMemberEvent, GossipView
 from .leases import AsyncLease
 from .locks import AsyncElection, AsyncLeadership, AsyncLock, AsyncObserver
 from .sync import Client, Election, Leadership, Lease, Lock, Observer, Watch
@@ -74,6 +75,9 @@ __all__ = [
     "Fence",
     "FenceRejected",
     "FencingGuard",
+    "GossipMember",
+    "GossipMemberEvent",
+    "GossipView",
     "InvalidArgument",
     "InvalidEndpoint",
     "KeyValue",

@@ -33,6 +33,7 @@ from ._sessions import (
 )
 from ._watch import WatchState, watch_ended, watch_stream_error
 from .errors import ClientClosed, CoterieError, InvalidArgument, Unavailable
+from .gossip import GossipView, view_from_pb
 from .leases import AsyncLease
 from .locks import AsyncElection, AsyncLock
 from .membership import Member, add_request, member_from_pb, members_from_pb
@@ -327,6 +328,23 @@ class AsyncClient:
                                   timeout=timeout)
         return members_from_pb(resp.members)
 
+    async def members(self, *, endpoint: str | None = None, name: str = "",
+                      timeout: float | None = None) -> GossipView:
+        """A member's gossip view (``coterie node --gossip-addr``): every member it knows, alive,
+        suspect, dead or left, with tags and who caused the last changes (only ``name`` if given).
+        Asks ``endpoint`` if given (that member's own view), else any endpoint.
+        :class:`FailedPrecondition` if gossip is off there."""
+        req = cluster_pb2.MembersRequest(name=name)
+        if endpoint is None:
+            resp = await self._invoke("cluster", "Members", req, write=False, timeout=timeout)
+        else:
+            try:
+                resp = await self._get_stubs(endpoint).cluster.Members(
+                    req, timeout=self.timeout if timeout is None else timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise map_rpc_error(exc, endpoint=endpoint, write=False, idempotent=True) from None
+        return view_from_pb(resp)
+
     async def member_promote(self, member_id: int, *, timeout: float | None = None) -> list[Member]:
         """Make a learner a voter; refused (FailedPrecondition) while it is far behind the leader.
         Returns the members after the change, once committed."""
@@ -334,6 +352,18 @@ class AsyncClient:
         resp = await self._invoke("cluster", "MemberPromote", req, write=True, idempotent=False,
                                   timeout=timeout)
         return members_from_pb(resp.members)
+
+    async def transfer_leader(self, member_id: int, *, timeout: float | None = None) -> int:
+        """Hand leadership to voter ``member_id`` (thesis 3.10); returns the new leader's id once it
+        leads. Asks the leader (a follower's answer names it). Raises :class:`InvalidArgument` for a
+        member that is not a voter, or a :class:`CoterieError` (code ``ABORTED``) if the leader gave
+        the transfer up; the transfer is retried while it may still succeed (a leader that changed
+        meanwhile, a target that did not take over in time) within the deadline. Transferring to the
+        current leader returns at once."""
+        req = cluster_pb2.TransferLeaderRequest(target=member_id)
+        resp = await self._invoke("cluster", "TransferLeader", req, write=True, idempotent=True,
+                                  timeout=timeout)
+        return int(resp.leader_id)
 
     # ---------------------------------------------------------------------------------- watches
 

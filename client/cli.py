@@ -982,5 +982,281 @@ def member_promote(ctx: click.Context, member_ref: str, output: str | None) -> N
     _print_members(ctx, output, members)
 
 
+# ============================================================================== endpoints, leadership
+
+
+def _endpoint_list(ctx: click.Context, cluster: bool, timeout: float) -> list[str]:
+    """The endpoints given, or with ``cluster`` every member's client address as the members that
+    answer at those endpoints know them (the endpoints given if none answers)."""
+    from ._router import parse_endpoints
+
+    eps = parse_endpoints(ctx.obj["endpoints"])
+    if not cluster:
+        return eps
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(eps))) as pool:
+        answers = list(pool.map(lambda e: _ask_status(e, timeout), eps))
+    addrs: dict[int, str] = {}
+    for st, ml, _ in answers:
+        for m in (ml.members if ml is not None else st.members if st is not None else ()):
+            if m.client_addr:
+                addrs.setdefault(m.id, m.client_addr)
+    return [addrs[i] for i in sorted(addrs)] or eps
+
+
+def _in_parallel(eps: list[str], fn: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(eps)))) as pool:
+        return list(pool.map(fn, eps))
+
+
+def _endpoint_status_row(ep: str, timeout: float) -> dict[str, Any]:
+    import time
+
+    from ._codec import member_status
+
+    t0 = time.perf_counter()
+    st, _ml, err = _ask_status(ep, timeout)
+    took = round(time.perf_counter() - t0, 6)
+    row: dict[str, Any] = {"endpoint": ep, "id": 0, "name": "", "role": "", "is_leader": False,
+                           "is_learner": False, "leader": 0, "raft_term": 0, "raft_index": 0,
+                           "raft_applied_index": 0, "last_index": 0, "revision": 0, "took": took,
+                           "error": err}
+    if st is not None:
+        ms = member_status(ep, st)
+        me = next((m for m in st.members if m.id == st.member_id), None)
+        row.update(id=ms.member_id, name=ms.name, role=ms.role, is_leader=ms.role == "leader",
+                   is_learner=bool(me is not None and me.is_learner), leader=ms.leader_id,
+                   raft_term=ms.term, raft_index=ms.commit_index, raft_applied_index=ms.applied_index,
+                   last_index=int(st.last_index), revision=ms.revision)
+    return row
+
+
+def _endpoint_health_row(ep: str, timeout: float) -> dict[str, Any]:
+    import time
+
+    import grpc
+
+    from . import _health
+    from ._errors import map_rpc_error
+
+    t0 = time.perf_counter()
+    try:
+        status = _health.check(ep, timeout=timeout)
+        err = None if status == 1 else _health.STATUS_NAMES.get(status, f"status {status}")
+    except grpc.RpcError as exc:
+        status = -1
+        err = map_rpc_error(exc, endpoint=ep, write=False, idempotent=True).message
+    took = round(time.perf_counter() - t0, 6)
+    if status == 2:  # say why, if the member tells (best effort)
+        st, _ml, _e = _ask_status(ep, timeout)
+        if st is not None:
+            why = ("no leader known" if not st.leader_id
+                   else f"applied index {st.applied_index} behind commit index {st.commit_index}"
+                   if st.applied_index < st.commit_index else "not caught up with the leader yet")
+            err = f"{err}: {why}"
+    return {"endpoint": ep, "health": status == 1, "took": took, "error": err}
+
+
+@main.group()
+def endpoint() -> None:
+    """Per-endpoint checks, like etcdctl's: `endpoint status`, `endpoint health`."""
+
+
+@endpoint.command("status")
+@click.option("--cluster", is_flag=True, help="Every member's client address (from the member list), "
+                                              "not only the endpoints given.")
+@_output_option
+@click.pass_context
+@_handles_errors
+def endpoint_status(ctx: click.Context, cluster: bool, output: str | None) -> None:
+    """One row per endpoint, as that member sees itself: id, name, leader or not, learner or not, Raft
+    term, Raft index (the commit index), applied index, revision. Exits 1 if an endpoint fails."""
+    timeout = min(float(ctx.obj["timeout"]), 5.0)
+    eps = _endpoint_list(ctx, cluster, timeout)
+    rows = _in_parallel(eps, lambda e: _endpoint_status_row(e, timeout))
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        hdr = ["ENDPOINT", "ID", "NAME", "IS LEADER", "IS LEARNER", "RAFT TERM", "RAFT INDEX",
+               "RAFT APPLIED INDEX", "REVISION", "ERRORS"]
+        body = [[r["endpoint"], f"{r['id']:x}" if r["id"] else "-", r["name"] or "-",
+                 str(r["is_leader"]).lower(), str(r["is_learner"]).lower(), r["raft_term"],
+                 r["raft_index"], r["raft_applied_index"], r["revision"], r["error"] or ""]
+                if r["error"] is None else [r["endpoint"], "-", "-", "-", "-", "-", "-", "-", "-", r["error"]]
+                for r in rows]
+        click.echo(_table(hdr, body))
+    failed = [r["endpoint"] for r in rows if r["error"]]
+    if failed:
+        _fail(ctx, click.ClickException(f"failed to get the status of {', '.join(failed)}"))
+
+
+@endpoint.command("health")
+@click.option("--cluster", is_flag=True, help="Every member's client address (from the member list), "
+                                              "not only the endpoints given.")
+@_output_option
+@click.pass_context
+@_handles_errors
+def endpoint_health(ctx: click.Context, cluster: bool, output: str | None) -> None:
+    """Ask each endpoint's gRPC health service (grpc.health.v1): healthy means SERVING, i.e. the member
+    knows a leader and has applied what it knew to be committed. Prints healthy true/false, how long
+    the check took and the error; exits 1 unless every endpoint is healthy (for container health
+    checks: `coterie --endpoints 127.0.0.1:7001 endpoint health`)."""
+    timeout = min(float(ctx.obj["timeout"]), 5.0)
+    eps = _endpoint_list(ctx, cluster, timeout)
+    rows = _in_parallel(eps, lambda e: _endpoint_health_row(e, timeout))
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(_table(["ENDPOINT", "HEALTH", "TOOK", "ERROR"],
+                          [[r["endpoint"], str(r["health"]).lower(), f"{r['took'] * 1000:.1f}ms",
+                            r["error"] or ""] for r in rows]))
+    bad = [r["endpoint"] for r in rows if not r["health"]]
+    if bad:
+        _fail(ctx, click.ClickException(f"unhealthy: {', '.join(bad)}"))
+
+
+@main.group()
+def leader() -> None:
+    """Leadership: `leader transfer`."""
+
+
+@leader.command("transfer")
+@click.option("--to", "to", metavar="NAME|ID", default=None,
+              help="The voter to hand leadership to [default: the most up-to-date other voter].")
+@_output_option
+@click.pass_context
+@_handles_errors
+def leader_transfer(ctx: click.Context, to: str | None, output: str | None) -> None:
+    """Hand leadership to another voter (the leader stops taking writes until it is done) and wait
+    until it leads. Fails if no leader is known, if the target is not a voter, or if the transfer was
+    abandoned or did not complete within --timeout."""
+    with _client(ctx) as c:
+        members = {m.id: m for m in c.member_list()}
+        st = c.status()
+        old = st.leader_id
+        if not old:
+            raise ValueError("no leader known; nothing to transfer")
+        if to is not None:
+            target = _member_id(c, to)
+        else:
+            target = _pick_transferee(members, old, st.leader_endpoint, float(ctx.obj["timeout"]))
+        if target not in members:
+            raise ValueError(f"no member with id {target}")
+        if members[target].is_learner:
+            raise ValueError(f"{members[target].name or target} is a learner; promote it first")
+        new = c.transfer_leader(target)
+
+    def name(i: int) -> str:
+        m = members.get(i)
+        return m.name if m is not None and m.name else str(i)
+
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps({"from": old, "from_name": name(old), "to": target, "to_name": name(target),
+                               "leader": new}, indent=2))
+    elif old == target:
+        click.echo(f"{name(target)} ({target}) already leads")
+    else:
+        click.echo(f"leadership transferred from {name(old)} ({old}) to {name(new)} ({new})")
+
+
+def _pick_transferee(members: dict[int, Any], leader_id: int, leader_ep: str | None, timeout: float) -> int:
+    """The voter other than the leader with the highest match index in the leader's view (its Status
+    progress), or the lowest id if the leader does not say."""
+    voters = [i for i, m in members.items() if i != leader_id and not m.is_learner]
+    if not voters:
+        raise ValueError("no other voter to hand leadership to")
+    match: dict[int, int] = {}
+    if leader_ep:
+        st, _ml, _err = _ask_status(leader_ep, min(timeout, 2.0))
+        if st is not None:
+            match = {p.id: int(p.match) for p in st.progress}
+    return max(voters, key=lambda i: (match.get(i, -1), -i))
+# ============================================================================== gossip
+
+
+def _gossip_dict(m: Any) -> dict[str, Any]:
+    return {"name": m.name, "addr": m.addr, "state": m.state, "incarnation": m.incarnation,
+            "meta": dict(m.meta), "since": round(m.since, 3), "by": m.by,
+            "suspected_by": m.suspected_by, "confirmed_by": list(m.confirmed_by),
+            "events": [{"kind": e.kind, "by": e.by, "at": round(e.at, 3), "incarnation": e.incarnation,
+                        "confirmations": list(e.confirmations)} for e in m.events]}
+
+
+def _ago(t: float) -> str:
+    import time
+
+    if t <= 0:
+        return "-"
+    d = max(0.0, time.time() - t)
+    return f"{d:.1f}s ago" if d < 120 else f"{d / 60:.0f}m ago" if d < 7200 else f"{d / 3600:.0f}h ago"
+
+
+def _t(s: str) -> str:
+    """Text a peer chose (names, tags), made safe for a terminal."""
+    return _text(s.encode("utf-8", "surrogateescape")) or "-"
+
+
+@main.command("members")
+@click.option("--why", "why", metavar="NAME", default=None,
+              help="Why NAME is in its state: who suspected it and when, who confirmed, who declared it "
+                   "dead, and its last changes.")
+@_output_option
+@click.pass_context
+@_handles_errors
+def gossip_members(ctx: click.Context, why: str | None, output: str | None) -> None:
+    """The gossip view of the first endpoint that answers (`coterie node --gossip-addr/--join`):
+    every member it knows, its state (alive, suspect, dead, left), incarnation, tags and since when.
+    Gossip only observes: the Raft configuration is `member list`, leadership is `status`."""
+    from ._router import parse_endpoints
+    from .errors import CoterieError, DeadlineExceeded, Unavailable
+
+    eps = parse_endpoints(ctx.obj["endpoints"])
+    view = None
+    last: CoterieError | None = None
+    with _client(ctx) as c:
+        for ep in eps:
+            try:
+                view = c.members(endpoint=ep, name=why or "")
+                break
+            except CoterieError as exc:
+                last = exc
+                if not isinstance(exc, Unavailable | DeadlineExceeded):
+                    break  # an answer (gossip is off there, no such member), not an unreachable member
+    if view is None:
+        assert last is not None
+        raise last
+    as_json = _fmt(ctx, output) == "json"
+    if why:
+        m = view.member(why)
+        assert m is not None
+        if as_json:
+            click.echo(json.dumps({"view_from": view.name, **_gossip_dict(m)}, indent=2))
+            return
+        click.echo(f"{_t(m.name)} is {m.state} (incarnation {m.incarnation}) since {_ago(m.since)}, "
+                   f"as seen by {_t(view.name)}")
+        if m.state == "suspect":
+            conf = ", ".join(_t(x) for x in m.confirmed_by) or "nobody yet"
+            click.echo(f"  suspected by {_t(m.suspected_by or m.by)}; confirmed by {conf}")
+        elif m.state in ("dead", "left"):
+            click.echo(f"  {'declared dead' if m.state == 'dead' else 'left'} by {_t(m.by)}")
+        for e in m.events:
+            extra = f"; confirmed by {', '.join(_t(x) for x in e.confirmations)}" if e.confirmations else ""
+            click.echo(f"  {_ago(e.at):>10}  {e.kind:<8} by {_t(e.by)} (incarnation {e.incarnation}){extra}")
+        return
+    if as_json:
+        click.echo(json.dumps({"view_from": view.name, "members": [_gossip_dict(m) for m in view.members],
+                               "stats": view.stats}, indent=2))
+        return
+    click.echo(f"gossip view of {_t(view.name)}")
+    click.echo(_table(
+        ["NAME", "GOSSIP ADDR", "STATE", "INC", "ROLE", "CLIENT ADDR", "PEER ADDR", "SINCE", "BY"],
+        [[_t(m.name), _t(m.addr), m.state, m.incarnation, _t(m.meta.get("role", "")),
+          _t(m.meta.get("client_addr", "")), _t(m.meta.get("peer_addr", "")), _ago(m.since), _t(m.by)]
+         for m in view.members]))
+
+
 if __name__ == "__main__":
     main()

@@ -331,8 +331,14 @@ class _StreamEnded(Exception):
 
 async def _exchange(call: Any, lease_id: int) -> Any:
     """One keep-alive on an open stream: write the request, read its answer."""
-    await call.write(lease_pb2.LeaseKeepAliveRequest(id=lease_id))
-    resp = await call.read()
+    try:
+        await call.write(lease_pb2.LeaseKeepAliveRequest(id=lease_id))
+        resp = await call.read()
+    except asyncio.InvalidStateError:
+        # The stream already finished (e.g. its member was killed between two keep-alives): grpc
+        # raises this instead of an AioRpcError. Reopen it like any ended stream, instead of letting
+        # the keep-alive task die (the lease would then be lost at valid_until for no reason).
+        raise _StreamEnded from None
     if resp is grpc.aio.EOF:
         raise _StreamEnded
     return resp

@@ -35,7 +35,7 @@ from ._lease import (
 )
 from .errors import CoterieError, LeaseLost, LeaseNotFound, LockTimeout
 from .leases import RELEASE_BUDGET, AsyncLease, _BodyGuard, _shielded
-from .types import Bytesish, Fence, KeyValue, LeaderInfo, RangeResult, prefix_end, to_bytes
+from .types import Bytesish, Fence, KeyValue, LeaderInfo, Op, PutResult, RangeResult, prefix_end, to_bytes
 
 if TYPE_CHECKING:
     from .aio import AsyncClient, AsyncWatch
@@ -119,25 +119,33 @@ class _Held:
 
     # ------------------------------------------------------------------------------------ acquiring
 
-    async def _enqueue(self, value: bytes) -> None:
-        """Grant and keep alive a lease, then put the contender key attached to it."""
+    async def _enqueue(self, value: bytes) -> RangeResult:
+        """Grant and keep alive a lease, then put the contender key attached to it and read the
+        contenders, in one transaction (one round trip, as etcd's Mutex does): the answer is the
+        prefix as of the put's revision."""
         self._held = False
         self.token = 0
         lease = self.lease = AsyncLease(self._client, ttl=self.ttl)
         await lease._open()
         self.key = contender_key(self.prefix, lease.id)
-        # The key is new (so is the lease): its create_revision is the put's revision (a retried put
-        # is applied once and answers the first revision).
-        r = await self._client.put(self.key, value, lease=lease.id, prev_kv=False)
-        self.token = r.revision
+        # The key is new (so is the lease): its create_revision is the put's revision (a retried txn
+        # is applied once and answers the first time's result).
+        r = await self._client.txn(success=[Op.put(self.key, value, lease=lease.id),
+                                            Op.get(self.prefix, prefix=True)])
+        put, contenders_now = r.results
+        assert isinstance(put, PutResult) and isinstance(contenders_now, RangeResult)
+        self.token = put.revision
+        return contenders_now
 
-    async def _wait_turn(self, deadline: float | None) -> None:
+    async def _wait_turn(self, deadline: float | None, first: RangeResult | None = None) -> None:
         """Return once no contender older than this one remains; :class:`LockTimeout` at
-        ``deadline``, :class:`LeaseLost` if the lease is lost or the key disappears."""
+        ``deadline``, :class:`LeaseLost` if the lease is lost or the key disappears. ``first``: the
+        contenders as read by the enqueueing transaction (saves a read)."""
         cl = self._client
         assert self.lease is not None
         while True:
-            r = await _range(cl, self.prefix)
+            r = first if first is not None else await _range(cl, self.prefix)
+            first = None
             mine = next((kv for kv in r.kvs if kv.key == self.key), None)
             if mine is None:
                 raise LeaseLost(f"the {self._kind} {self.name!r}'s key {self.key!r} is gone (its lease "
@@ -181,14 +189,15 @@ class _Held:
         deadline = None if timeout is None else self._client._clock() + timeout
         try:
             if deadline is None:
-                await self._enqueue(value)
+                first = await self._enqueue(value)
             else:
                 try:
-                    await asyncio.wait_for(self._enqueue(value), max(0.0, deadline - self._client._clock()))
+                    first = await asyncio.wait_for(self._enqueue(value),
+                                                   max(0.0, deadline - self._client._clock()))
                 except TimeoutError:
                     raise LockTimeout(f"the {self._kind} {self.name!r} was not acquired within "
                                       f"{timeout} s", name=self.name) from None
-            await self._wait_turn(deadline)
+            await self._wait_turn(deadline, first)
         except BaseException:
             await _shielded(self._abandon())
             raise
@@ -197,8 +206,7 @@ class _Held:
     async def _try(self, value: bytes = b"") -> bool:
         """Acquire if no older contender exists now; else remove the contender again."""
         try:
-            await self._enqueue(value)
-            r = await _range(self._client, self.prefix)
+            r = await self._enqueue(value)
             mine = next((kv for kv in r.kvs if kv.key == self.key), None)
             ok = mine is not None and predecessor(self.prefix, r.kvs, mine.create_revision) is None
             if mine is not None:
@@ -222,18 +230,15 @@ class _Held:
     # ------------------------------------------------------------------------------------ releasing
 
     async def release(self, *, timeout: float | None = None) -> None:
-        """Delete the key and revoke the lease (a lease already gone is fine). Idempotent."""
+        """Revoke the lease, which deletes the key with it in one revision (a lease already gone is
+        fine). Idempotent."""
         if self.lease is None or self.lease.released:
             self._held = False
             return
         self._held = False
         t = min(self._client.timeout, RELEASE_BUDGET) if timeout is None else timeout
-        try:
-            if self.key:
-                await self._client.delete(self.key, timeout=t)
+        with contextlib.suppress(LeaseNotFound):
             await self.lease.revoke(timeout=t)
-        except LeaseNotFound:
-            pass
 
     async def _release_quietly(self) -> None:
         with contextlib.suppress(CoterieError):

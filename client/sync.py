@@ -254,6 +254,8 @@ class Client:
     member_add = _blocking(AsyncClient.member_add)
     member_remove = _blocking(AsyncClient.member_remove)
     member_promote = _blocking(AsyncClient.member_promote)
+    transfer_leader = _blocking(AsyncClient.transfer_leader)
+    members = _blocking(AsyncClient.members)
 
     # ---------------------------------------------------------------------------------- watches
 

@@ -114,17 +114,28 @@ def _load_node_config(ctx: click.Context, _param: click.Parameter, value: Path |
               show_default=True,
               help="Shortest lease TTL granted, seconds (shorter requests are raised to it). 0: "
                    "max(2 s, 2 x the longest election timeout = 4 x election ticks x tick).")
+@click.option("--metrics-addr", default=NodeConfig.metrics_addr,
+              help="HOST:PORT to serve Prometheus metrics on (GET /metrics); off by default.")
 @click.option("--enable-fault-injection", is_flag=True, hidden=True,
               help="Peer-link fault hooks for the Jepsen-style local backend (tests only).")
 @click.option("--unsafe-local-reads", is_flag=True, hidden=True,
               help="BROKEN ON PURPOSE: reads skip ReadIndex (tests of the Jepsen-style checker only).")
+@click.option("--gossip-addr", default=NodeConfig.gossip_addr,
+              help="HOST:PORT (UDP and TCP) for gossip (SWIM): `coterie members` then shows every "
+                   "member's liveness. Default: off, or the --peer-addr host at port 7946 with --join.")
+@click.option("--join", "join", default=",".join(NodeConfig.join),
+              help="SEED[,SEED]: gossip addresses of members to join through (retried with back-off "
+                   "until one answers).")
+@click.option("--gossip-profile", type=click.Choice(["lan", "local"]), default=NodeConfig.gossip_profile,
+              hidden=True, help="Gossip timings: lan (memberlist's defaults) or local (faster, for tests).")
 @click.pass_context
 def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, advertise_client_addr: str,
          peer_addr: str,
          initial_cluster: str, initial_cluster_state: str, snapshot_entries: int, snapshot_keep: int,
          tick_ms: int, election_ticks: int, log_level: str,
-         max_pending_proposals: int, min_lease_ttl: float, enable_fault_injection: bool,
-         unsafe_local_reads: bool = False) -> None:
+         max_pending_proposals: int, min_lease_ttl: float, metrics_addr: str,
+         enable_fault_injection: bool, unsafe_local_reads: bool = False, gossip_addr: str = "",
+         join: str = "", gossip_profile: str = "lan") -> None:
     """Run one node until SIGTERM (graceful) or SIGKILL (nothing acknowledged is lost)."""
     from coterie.node.server.app import Node
 
@@ -138,7 +149,10 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, advert
                          tick_interval=tick_ms / 1000, election_tick=election_ticks,
                          fault_injection=enable_fault_injection,
                          max_pending_proposals=max_pending_proposals, min_lease_ttl=min_lease_ttl,
-                         unsafe_local_reads=unsafe_local_reads)
+                         metrics_addr=metrics_addr, unsafe_local_reads=unsafe_local_reads,
+                         gossip_addr=gossip_addr,
+                         join=tuple(filter(None, (j.strip() for j in join.split(",")))),
+                         gossip_profile=gossip_profile)
         asyncio.run(Node(cfg).serve_forever())
     except NodeConfigError as exc:
         if ctx.obj["debug"]:

@@ -107,6 +107,7 @@ def test_raw_batch_answers_each_request_as_its_unary_call(procs: ProcCluster) ->
     request gets one answer by id; a refused one carries the unary call's status code, details,
     ErrorDetail and leader hint; the stream goes on."""
     lead = procs.leader()
+    procs.quiet(lead)  # every client address published: the leader hint cannot change in between
     follower = next(n for n in NAMES if n != lead)
 
     def items() -> list[kv_pb2.BatchRequest.Item]:
@@ -163,4 +164,5 @@ def test_raw_batch_answers_each_request_as_its_unary_call(procs: ProcCluster) ->
                 assert err.leader_addr == md.get(LEADER_ADDR_KEY, "")
             if name == follower:  # writes are refused with the leader hint, reads are served
                 assert answers[1].error.leader_id == procs.ids[lead]
+                assert answers[1].error.leader_addr == procs.client[lead]
                 assert answers[3].range.kvs[0].value == b"1"

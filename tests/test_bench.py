@@ -172,6 +172,90 @@ def test_bench_peers_smoke(tmp_path: Path) -> None:
         assert "coterie/etcd ops/s" in rates
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_bench_lock_round_trips_leave_no_key_or_lease(cluster: CoterieCluster, shared: bool) -> None:
+    with Client(cluster.endpoints, timeout=20) as cl:
+        leases_before = {x.id for x in cl.leases()}
+    p = _coterie(cluster, "-o", "json", "bench", "lock", *(["--shared"] if shared else []), "--clients", "4",
+                 "--count", "24", "--warmup", "4", "--time-limit", "60", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert (r["system"], r["op"], r["clients"]) == ("coterie", "lock-shared" if shared else "lock", 4)
+    assert r["started"] == r["completed"] == 24 and r["errors"] == r["cancelled"] == 0 and r["warmup"] == 4
+    assert r["params"]["names"] == (1 if shared else 4) and r["params"]["lock_ttl"] == 10
+    assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"] and r["throughput"] > 0
+    with Client(cluster.endpoints, timeout=20) as cl:
+        assert cl.get_prefix(b"coterie/locks/bench/") == []  # every contender key deleted
+        assert {x.id for x in cl.leases()} <= leases_before  # and every lease revoked
+
+
+def _etcd_installed() -> bool:
+    return bool(shutil.which("etcd")) and importlib.util.find_spec("aetcd") is not None
+
+
+@pytest.mark.skipif(not _etcd_installed(), reason="etcd or aetcd not installed")
+def test_etcd_mutex_excludes_and_serves_in_order(tmp_path: Path) -> None:
+    """The benchmark's etcd Mutex is a real lock: one holder at a time, FIFO by arrival."""
+    import aetcd
+
+    from coterie.bench.cluster import EtcdCluster
+    from coterie.bench.etcd_mutex import EtcdMutex
+
+    async def contend(endpoint: str) -> tuple[int, list[int], int]:
+        host, _, port = endpoint.rpartition(":")
+        holders = 0
+        most = 0
+        order: list[int] = []
+        async with aetcd.Client(host=host, port=int(port), timeout=10) as c:
+            first = EtcdMutex(c, "t/shared")
+            await first.lock(timeout=10)  # everyone else queues behind this one, in start order
+
+            async def one(w: int) -> None:
+                nonlocal holders, most
+                m = EtcdMutex(c, "t/shared")
+                await m.lock(timeout=30)
+                holders += 1
+                most = max(most, holders)
+                order.append(w)
+                await asyncio.sleep(0.01)
+                holders -= 1
+                await m.unlock()
+
+            tasks = []
+            for w in range(6):
+                tasks.append(asyncio.create_task(one(w)))
+                while len(await c.get_prefix(b"coterie/locks/t/shared/")) < w + 2:  # queued
+                    await asyncio.sleep(0.01)
+            await first.unlock()
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)
+            left = len(await c.get_prefix(b"coterie/locks/"))
+        return most, order, left
+
+    with EtcdCluster(tmp_path) as ec:
+        leader = ec.start(timeout=60)
+        most, order, left = asyncio.run(contend(leader))
+    assert most == 1 and order == list(range(6)) and left == 0
+
+
+@pytest.mark.skipif(not _etcd_installed(), reason="etcd or aetcd not installed")
+def test_bench_peers_lock_smoke(tmp_path: Path) -> None:
+    """scripts/bench-peers --ops lock,lock-shared with coterie and etcd, tiny counts."""
+    out = tmp_path / "raw.json"
+    p = subprocess.run([sys.executable, "-m", "coterie.bench.peers", "--systems", "coterie,etcd",
+                        "--ops", "lock,lock-shared", "--clients", "1,3", "--count", "20",
+                        "--lock-shared-count", "12", "--warmup", "2", "--time-limit", "30",
+                        "--json", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert p.returncode == 0, p.stdout + p.stderr[-3000:]
+    raw = json.loads(out.read_text())
+    assert {(r["system"], r["op"], r["clients"]) for r in raw} == \
+        {(s, op, n) for s in ("coterie", "etcd") for op in ("lock", "lock-shared") for n in (1, 3)}
+    assert all(r["completed"] == (12 if r["op"] == "lock-shared" else 20) and r["errors"] == 0 for r in raw)
+    rates = p.stdout.partition("CPU time per operation")[0]
+    assert len([ln for ln in rates.splitlines() if ln.startswith(("| lock |", "| lock-shared |"))]) == 4
+    assert "coterie/etcd ops/s" in rates and "concurrency.Mutex" in rates
+
+
 def test_format_table_has_one_row_per_result() -> None:
     rs = [LoadResult(system="s", op="put", clients=n, count=1, completed=1) for n in (1, 2)]
     lines = format_table(rs).splitlines()

@@ -34,8 +34,9 @@ REPO = Path(__file__).resolve().parent.parent
 def test_the_names_are_the_ones_the_suite_always_had() -> None:
     assert BACKENDS.names() == ("local", "netns", "compose")
     assert NEMESES.names() == ("partition", "partition-halves", "partition-leader", "partition-ring",
-                               "partition-oneway", "kill", "pause", "slow", "lossy", "member", "none")
-    assert WORKLOADS.names() == ("register", "set", "watch")
+                               "partition-oneway", "kill", "pause", "slow", "lossy", "member", "clock",
+                               "clock-broken", "clock-jump", "none")
+    assert WORKLOADS.names() == ("register", "set", "watch", "lock", "lease")
     for reg in (BACKENDS, NEMESES, WORKLOADS):
         for e in reg.entries():
             assert e.help and "\n" not in e.help and ";" not in e.help, e
@@ -171,8 +172,9 @@ def test_cli_refuses_an_unknown_nemesis_with_the_choices() -> None:
     assert res.exit_code == 2
     assert (f"Invalid value for --nemesis: unknown nemesis 'bogus'; choose from "
             f"{', '.join(NEMESES.names())}") in res.output
-    res = CliRunner().invoke(verify, ["--workload", "lock"])
-    assert res.exit_code == 2 and "'lock' is not one of 'register', 'set', 'watch'" in res.output
+    res = CliRunner().invoke(verify, ["--workload", "bogus"])
+    assert res.exit_code == 2
+    assert "'bogus' is not one of 'register', 'set', 'watch', 'lock', 'lease'" in res.output
 
 
 def test_importing_the_cli_imports_no_entry() -> None:
@@ -187,11 +189,11 @@ def test_jepsen_all_takes_its_names_from_the_registries() -> None:
     script = str(REPO / "scripts" / "jepsen-all")
     out = subprocess.run([sys.executable, script, "--help"], check=True, capture_output=True, text=True)
     assert "{local,netns,compose}" in out.stdout
-    assert "from: register, set, watch" in out.stdout
-    bad = subprocess.run([sys.executable, script, "--workloads", "register,lock"], capture_output=True,
+    assert "from: register, set, watch, lock, lease" in " ".join(out.stdout.split())  # help wraps
+    bad = subprocess.run([sys.executable, script, "--workloads", "register,bogus"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2
-    assert "unknown workload 'lock'; choose from register, set, watch" in bad.stderr
+    assert "unknown workload 'bogus'; choose from register, set, watch, lock, lease" in bad.stderr
     bad = subprocess.run([sys.executable, script, "--nemeses", "kill,partition+flood"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "unknown nemesis 'flood'; choose from partition," in bad.stderr

@@ -57,6 +57,7 @@ def _node_options() -> dict[str, click.Parameter]:
         ("election_ticks", NodeConfig.election_tick),
         ("max_pending_proposals", NodeConfig.max_pending_proposals),
         ("min_lease_ttl", NodeConfig.min_lease_ttl),
+        ("metrics_addr", NodeConfig.metrics_addr),
     ],
 )
 def test_cli_node_defaults_are_node_config_defaults(option: str, expected: Any) -> None:
@@ -98,6 +99,8 @@ def test_every_field_is_documented(cls: type) -> None:
         ({"snapshot_keep": -1}, "snapshot_keep"),
         ({"min_lease_ttl": -1.0}, "--min-lease-ttl"),
         ({"min_lease_ttl": float("nan")}, "--min-lease-ttl"),
+        ({"metrics_addr": "9100"}, "--metrics-addr"),
+        ({"metrics_addr": "127.0.0.1:http"}, "--metrics-addr"),
     ],
 )
 def test_bad_node_config_is_refused(kw: dict[str, Any], match: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from coterie.node.gossip import MemberState
 from coterie.node.raft.progress import ProgressState
 from coterie.node.raft.types import ConfChangeType, EntryType, Message, MessageType, Role
 from coterie.node.statemachine.errors import KVError
@@ -75,6 +76,7 @@ def _pb_values(enum: Any, prefix: str) -> dict[str, int]:
         (ProgressState, cluster_pb2.ProgressState, "PROGRESS_"),
         (EventType, kv_pb2.Event.EventType, ""),
         (CompareResult, kv_pb2.Compare.CompareResult, ""),
+        (MemberState, cluster_pb2.GossipState, "GOSSIP_"),
     ],
 )
 def test_enum_numbers_match(py_enum: type[IntEnum], pb_enum: Any, prefix: str) -> None:

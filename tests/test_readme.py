@@ -9,7 +9,7 @@
 - Addresses of the dev cluster (``127.0.0.1:7001``..``7003``) in the examples are replaced by the
   test cluster's.
 
-A section added later (e.g. "Leases, locks and elections") is covered by adding its heading to
+A section added later is covered by adding its heading to
 :data:`CLI_SECTIONS`; its Python blocks are covered already.
 """
 
@@ -28,7 +28,9 @@ from tests.proc_cluster import ProcCluster, cluster
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
-CLI_SECTIONS = ("The command line", "The Python client")
+CLI_SECTIONS = ("First steps: a lease and a lock", "The command line", "The Python client",
+                "Leases, locks and elections from the shell",
+                "Operating a node: metrics, health, endpoints, leader transfer")
 SKIP = re.compile(r"#\s*not run:\s*\S")
 TIMEOUT = 60.0
 

@@ -12,6 +12,11 @@ Shutdown (:meth:`Node.stop`, on SIGTERM) is idempotent and goes:
 
 Nothing is lost by ``kill -9`` at any point either: an acknowledged write is fsynced on a majority.
 
+Observability: the standard gRPC health service runs on the client listener (:mod:`.health`: SERVING
+once the node knows a leader and keeps up with the commit index; NOT_SERVING first thing at
+shutdown), and with ``--metrics-addr`` an HTTP listener serves Prometheus metrics (:mod:`.metrics`),
+opened before the client listener and closed last.
+
 Membership (:mod:`.members`): a node bootstraps a new cluster (``--initial-cluster-state new``, ids
 1..n from the sorted names of ``--initial-cluster``) or joins an existing one after ``MemberAdd``
 (``existing``): it then asks the members listed in ``--initial-cluster`` for its id and the cluster id
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -43,6 +49,8 @@ from .clock import NodeClock
 from .config import NodeConfig, NodeConfigError
 from .driver import Driver, seeded_rng
 from .fault_admin import add_fault_admin
+from .gossip import GossipHost
+from .health import HealthMonitor
 from .info import MemberInfo, NodeInfo
 from .lease_service import add_lease_service
 from .malformed import MalformedRequests
@@ -123,6 +131,17 @@ def _meta_members(meta: dict[str, Any]) -> dict[int, MemberAttrs]:
     return out
 
 
+@functools.cache
+def _version() -> str:
+    """This coterie's version, for the gossip tags."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("coterie")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 class _NodeLogContext(logging.Filter):
     """Adds ``node`` (name), ``term`` and ``role`` to every log record of the process that does not
     carry them already, so each line says which node, in which term and role, wrote it. Installed on
@@ -192,6 +211,12 @@ class Node:
         self._stopping = False
         self._log_context: _NodeLogContext | None = None
         self._removal_task: asyncio.Task[None] | None = None
+        self.health: HealthMonitor | None = None
+        self.metrics: Any = None
+        """The node's :class:`~.metrics.NodeMetrics` while it serves metrics (``--metrics-addr``)."""
+        self._metrics_server: asyncio.Server | None = None
+        self.gossip: GossipHost | None = None
+        """This node's gossip (:mod:`.gossip`), when ``--gossip-addr`` or ``--join`` is given."""
 
     async def _resolve_identity(self) -> None:
         """Settle this node's id and cluster id: from ``meta.json`` on a restart, from the flags
@@ -256,6 +281,11 @@ class Node:
         self.driver = Driver(raw, self.storage, sm, self.transport, cfg.driver_config(), clock=self.clock)
         self._log_context = _NodeLogContext(cfg.name, self.driver)
         self._log_context.install()
+        self.health = HealthMonitor(self.driver, interval=cfg.tick_interval, removed=lambda: self.removed)
+        if cfg.gossip_enabled:
+            self.gossip = GossipHost(cfg.name, cfg.effective_gossip_addr, cfg.gossip_config(),
+                                     self._gossip_meta)
+            await self._start_gossip()
         # grpc turns SO_REUSEPORT on by default: a second node started on a port in use would then
         # share it silently (the kernel splitting connections between two clusters). Off: it fails.
         no_reuse = ("grpc.so_reuseport", 0)
@@ -272,12 +302,17 @@ class Node:
             maximum_concurrent_rpcs=4096, interceptors=[MalformedRequests()])
         self._add_client_services()
         _listen(self.client_server, cfg.client_addr, "--client-addr")
+        if cfg.metrics_addr:
+            await self._serve_metrics(cfg.metrics_addr)
         await self.peer_server.start()
         self.transport.start()
         self._driver_task = asyncio.create_task(self.driver.run(), name="driver")
+        await self.health.start()
         await self.client_server.start()
         assert self.membership is not None
         self.membership.start()
+        if self.gossip is not None:
+            self.gossip.join(list(cfg.join))
         log.info("node started", extra={"node": cfg.name, "id": self.id, "cluster": self.cluster_id,
                                         "client": cfg.client_addr, "peer": cfg.peer_addr,
                                         "advertised_client": cfg.advertised_client_addr})
@@ -291,10 +326,40 @@ class Node:
                         client_addr=self.cfg.advertised_client_addr, peer_addr=self.cfg.peer_addr,
                         members=members, unsafe_local_reads=self.cfg.unsafe_local_reads)
         self.membership = self._membership(info)
-        add_services(self.client_server, self.driver, info, membership=self.membership)
+        add_services(self.client_server, self.driver, info, membership=self.membership, gossip=self.gossip)
         add_lease_service(self.client_server, self.driver, info,
                           min_ttl_ms=round(self.cfg.effective_min_lease_ttl() * 1000))
         add_fault_admin(self.client_server, self.faults, self.id, clock=self.clock)
+        assert self.health is not None
+        self.health.add_to_server(self.client_server)
+
+    async def _serve_metrics(self, addr: str) -> None:
+        from .metrics import NodeMetrics, serve_metrics
+
+        health = self.health
+        self.metrics = NodeMetrics(self.driver, self.transport,
+                                   healthy=lambda: health is not None and health.serving)
+        try:
+            self._metrics_server = await serve_metrics(self.metrics, addr)
+        except (OSError, ValueError) as exc:
+            raise NodeConfigError(f"cannot listen on --metrics-addr {addr}: {exc}") from exc
+        self.metrics.attach()
+
+    def _gossip_meta(self) -> dict[str, str]:
+        """This node's gossip tags; re-read by the gossip host, which publishes changes (the role)."""
+        return {"name": self.cfg.name, "client_addr": self.cfg.advertised_client_addr,
+                "peer_addr": self.cfg.peer_addr, "role": self.driver.role.name.lower(),
+                "version": _version()}
+
+    async def _start_gossip(self) -> None:
+        """Bind the gossip sockets and start gossiping (joining the seeds comes once the node serves;
+        gossip only observes: see :mod:`.gossip`)."""
+        if self.gossip is None:
+            return
+        try:
+            await self.gossip.start()
+        except OSError as exc:
+            raise NodeConfigError(f"cannot listen on --gossip-addr {self.gossip.bind_addr} ({exc})") from exc
 
     def _membership(self, info: NodeInfo) -> Membership:
         """The membership view and operations, with the ClusterPeer service on the peer listener."""
@@ -311,7 +376,11 @@ class Node:
             return
         self._stopping = True
         try:
+            if self.health is not None:
+                await self.health.stop()
             await self.client_server.stop(grace=1.0)
+            if self.gossip is not None:
+                await self.gossip.stop()
             if self.membership is not None:
                 await self.membership.stop()
             await self._hand_off_leadership()
@@ -321,6 +390,10 @@ class Node:
             await self.peer_server.stop(grace=0.5)
             await self.transport.close()
             self.storage.close()
+            if self._metrics_server is not None:
+                self._metrics_server.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._metrics_server.wait_closed(), 1.0)
             log.info("node stopped", extra={"node": self.cfg.name})
         finally:
             if self._log_context is not None:

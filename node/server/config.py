@@ -17,10 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..gossip import GossipConfig
 from ..raft.config import ConfigError, RaftConfig
 from .lease_timer import DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_EXPIRE_RETRY
 
-__all__ = ["DriverConfig", "NodeConfig", "NodeConfigError", "parse_initial_cluster"]
+__all__ = ["DEFAULT_GOSSIP_PORT", "DriverConfig", "NodeConfig", "NodeConfigError", "parse_initial_cluster"]
+
+DEFAULT_GOSSIP_PORT = 7946
+"""The gossip port when ``--join`` is given without ``--gossip-addr`` (hashicorp/memberlist's)."""
 
 
 class NodeConfigError(ValueError):
@@ -166,6 +170,15 @@ class NodeConfig:
     lease. Lower (explicitly): quicker failure detection of a dead holder, and leases lost to mere
     elections. See :meth:`effective_min_lease_ttl`."""
 
+    metrics_addr: str = ""
+    """HOST:PORT of an HTTP listener serving Prometheus metrics at ``/metrics`` (``--metrics-addr``,
+    like etcd's ``--listen-metrics-urls``). Default "": no listener, and no metric is recorded
+    beyond the plain counters the node keeps anyway. On: role, term, leader changes, commit and
+    applied index, proposals, WAL save (fsync) and apply latency, peer batch sends, ReadIndex
+    latency, leases, locks and watchers (:mod:`.metrics` lists them), at the price of a few
+    microseconds per Raft batch and per read (histogram updates) and of a scrape on the event loop.
+    The listener has no authentication: bind it to an address only the monitoring system reaches."""
+
     fault_injection: bool = False
     """Enable the peer fault-injection hooks (``--enable-fault-injection``, tests only; default off:
     they let any client of the node partition it)."""
@@ -173,6 +186,41 @@ class NodeConfig:
     unsafe_local_reads: bool = False
     """BROKEN ON PURPOSE, tests only (``--unsafe-local-reads``, default off): Range reads skip
     ReadIndex, so they can be stale (the bug the Jepsen-style suite's checker must catch)."""
+
+    gossip_addr: str = ""
+    """HOST:PORT of this node's gossip (SWIM) socket, UDP and TCP on the same port
+    (``--gossip-addr``; :mod:`.gossip`). Default "": gossip is off, unless :attr:`join` is given,
+    which turns it on at the host of ``--peer-addr`` and port :data:`DEFAULT_GOSSIP_PORT` (7946, the
+    port of hashicorp/memberlist). Gossip only observes: it adds ``coterie members`` and never starts
+    an election or changes the Raft configuration."""
+
+    join: tuple[str, ...] = ()
+    """Gossip addresses (HOST:PORT) of members to join through (``--join SEED,SEED``): any one that
+    answers is enough; retried with back-off until one does. Default none (this node waits to be
+    joined). Giving it turns gossip on (see :attr:`gossip_addr`)."""
+
+    gossip_profile: str = "lan"
+    """The gossip timings (hidden ``--gossip-profile``): ``lan`` (default; memberlist's
+    ``DefaultLANConfig``: a probe a second, 500 ms probe timeout) or ``local`` (``DefaultLocalConfig``:
+    200 ms probe timeout, shorter suspicions; for one host or rack, and for tests). See
+    :class:`~coterie.node.gossip.GossipConfig` for every timing and its trade-off."""
+
+    @property
+    def gossip_enabled(self) -> bool:
+        """Whether this node runs gossip: ``--gossip-addr`` or ``--join`` was given."""
+        return bool(self.gossip_addr or self.join)
+
+    @property
+    def effective_gossip_addr(self) -> str:
+        """:attr:`gossip_addr`, else the ``--peer-addr`` host at :data:`DEFAULT_GOSSIP_PORT`."""
+        if self.gossip_addr:
+            return self.gossip_addr
+        host = self.peer_addr.rpartition(":")[0]
+        return f"{host}:{DEFAULT_GOSSIP_PORT}"
+
+    def gossip_config(self) -> GossipConfig:
+        """The gossip core's configuration for :attr:`gossip_profile`."""
+        return GossipConfig.local() if self.gossip_profile == "local" else GossipConfig.lan()
 
     def validate(self) -> None:
         """Raise :class:`NodeConfigError` naming the first flag out of range."""
@@ -190,6 +238,10 @@ class NodeConfig:
             _, sep, port = addr.rpartition(":")
             if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
                 raise NodeConfigError(f"{flag} must be HOST:PORT, got {addr!r}")
+        if self.metrics_addr:
+            _, sep, port = self.metrics_addr.rpartition(":")
+            if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise NodeConfigError(f"--metrics-addr must be HOST:PORT, got {self.metrics_addr!r}")
         if self.initial_cluster_state not in ("new", "existing"):
             raise NodeConfigError(
                 f"--initial-cluster-state must be 'new' or 'existing', got {self.initial_cluster_state!r}")
@@ -208,6 +260,17 @@ class NodeConfig:
         except ConfigError as exc:
             raise NodeConfigError(f"--election-ticks: {exc}") from exc
         self.driver_config().validate()
+        self._validate_gossip()
+
+    def _validate_gossip(self) -> None:
+        for flag, addrs in (("--gossip-addr", (self.gossip_addr,) if self.gossip_addr else ()),
+                            ("--join", self.join)):
+            for addr in addrs:
+                host, sep, port = addr.rpartition(":")
+                if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                    raise NodeConfigError(f"{flag} must be HOST:PORT, got {addr!r}")
+        if self.gossip_profile not in ("lan", "local"):
+            raise NodeConfigError(f"--gossip-profile must be 'lan' or 'local', got {self.gossip_profile!r}")
 
     def driver_config(self) -> DriverConfig:
         """The driver's share of this configuration."""

@@ -31,6 +31,12 @@ starts using the new configuration (thesis 4.1), so the transport can reach a ne
 The driver also records when it last heard from each peer and from the leader (loop time), for
 ``Status``: :meth:`Driver.leader_contact_seconds` and :meth:`Driver.peer_contact_seconds`.
 
+Metrics (:mod:`.metrics`). The driver always keeps a few plain integer counters (proposals answered
+and failed, leader changes seen, failed reads); they cost an integer add. Latency histograms
+(:attr:`Driver.fsync_seconds`, :attr:`Driver.apply_seconds`, :attr:`Driver.read_index_seconds`) are
+``None`` unless the node serves metrics, and then cost a clock read and an ``observe`` per synced
+save, per applied batch and per read.
+
 Leases. The driver owns the node's :class:`~.lease_timer.LeaseTimer` (:attr:`Driver.leases`) and
 reads the node's lease clock (:attr:`Driver.clock`, a :class:`~.clock.NodeClock` the fault-injection
 service can skew). Every node, leader or not, feeds the state machine's lease updates
@@ -55,6 +61,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -65,6 +72,7 @@ from ..raft import (
     ConfChangeType,
     Entry,
     EntryType,
+    HardState,
     Message,
     NotLeader,
     ProposalDropped,
@@ -72,6 +80,7 @@ from ..raft import (
     RawNode,
     Ready,
     Role,
+    Snapshot,
     Status,
 )
 from ..raft import confchange as _confchange
@@ -103,6 +112,12 @@ class ReadTimeout(DriverError):
 
 class Stopped(DriverError):
     """The driver is shutting down."""
+
+
+class Observer(Protocol):
+    """A latency histogram (``prometheus_client.Histogram`` is one): seconds per observation."""
+
+    def observe(self, amount: float) -> None: ...
 
 
 class Transport(Protocol):
@@ -171,6 +186,22 @@ class Driver:
         """Term of the last entry applied (or of the restored snapshot)."""
         self.internal_proposals = 0
         """Lease expiries and checkpoints this node proposed (as leader), for tests and metrics."""
+        self.proposals_ok = 0
+        """Calls of :meth:`propose` answered with the state machine's response (committed, applied)."""
+        self.proposals_failed = 0
+        """Calls of :meth:`propose` that raised (refused, overloaded, outcome unknown, stopped)."""
+        self.leader_changes = 0
+        """Times this node saw a new leader (a leader id other than the last one it knew, 0 aside)."""
+        self._last_leader = 0
+        self.read_index_failures = 0
+        """Calls of :meth:`read_barrier` that raised (timeout, leadership lost, stopped)."""
+        self.fsync_seconds: Observer | None = None
+        """If set: seconds per WAL save with fsync (the write and the ``fdatasync``, in the thread)."""
+        self.apply_seconds: Observer | None = None
+        """If set: seconds to apply one batch of committed entries to the state machine."""
+        self.read_index_seconds: Observer | None = None
+        """If set: seconds from :meth:`read_barrier`'s call to its answer (ReadIndex and the wait for
+        the apply), for reads that succeed."""
         self._feed_leases()  # a state machine restored from a snapshot at start-up
 
     # ---------------------------------------------------------------- API for handlers
@@ -194,16 +225,30 @@ class Driver:
         together and leave in one Raft append with one fsync (a batch stream's writes, concurrent
         unary calls). Cancelling the future only drops the answer: the entry may still commit."""
         if self._stopping:
+            self.proposals_failed += 1
             raise Stopped("node is shutting down")
         if self.role != Role.LEADER:
+            self.proposals_failed += 1
             raise NotLeader(self.leader)
         if len(self._proposals) + self._queued_proposals >= self.cfg.max_pending_proposals:
+            self.proposals_failed += 1
             raise Overloaded(f"more than {self.cfg.max_pending_proposals} proposals pending")
         fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._queued_proposals += 1
         self._inbox.append(("propose", data, fut))
         self._wake.set()
+        fut.add_done_callback(self._count_proposal)
         return fut
+
+    def _count_proposal(self, fut: asyncio.Future[Response]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self.proposals_failed += 1
+        else:
+            self.proposals_ok += 1
+
+    def pending_proposals(self) -> int:
+        """Proposals queued or appended and not yet answered."""
+        return len(self._proposals) + self._queued_proposals
 
     def leader_ready(self) -> bool:
         """Whether this node leads and has applied an entry of its current term, hence every entry
@@ -251,10 +296,19 @@ class Driver:
         One barrier serves any number of reads that arrived before it was asked for."""
         if self._stopping:
             raise Stopped("node is shutting down")
+        hist = self.read_index_seconds
+        t0 = time.perf_counter() if hist is not None else 0.0
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._inbox.append(("read", None, fut))
         self._wake.set()
+        fut.add_done_callback(lambda f: self._count_read(f, hist, t0))
         return fut
+
+    def _count_read(self, fut: asyncio.Future[int], hist: Observer | None, t0: float) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self.read_index_failures += 1
+        elif hist is not None:
+            hist.observe(time.perf_counter() - t0)
 
     async def transfer_leader(self, target: int) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -452,8 +506,8 @@ class Driver:
                     notify()
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
             if rd.must_sync or rd.entries or rd.snapshot is not None:
-                await self._while_io(asyncio.to_thread(self.storage.save, rd.hard_state, rd.entries,
-                                                       rd.snapshot, sync=rd.must_sync))
+                await self._while_io(asyncio.to_thread(self._save, rd.hard_state, rd.entries,
+                                                       rd.snapshot, rd.must_sync))
             else:  # only the commit index moved: one small unsynced write, not worth a thread hop
                 self.storage.save(rd.hard_state, (), None, sync=False)
         self.transport.send(rd.persisted_messages)
@@ -485,10 +539,23 @@ class Driver:
         if applied - self._last_snapshot >= self.cfg.snapshot_entries:
             await self._snapshot()
 
+    def _save(self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None,
+              sync: bool) -> None:
+        """``storage.save`` (in a worker thread), timed into :attr:`fsync_seconds` when it syncs."""
+        hist = self.fsync_seconds
+        if hist is None or not sync:
+            self.storage.save(hard_state, entries, snapshot, sync=sync)
+            return
+        t0 = time.perf_counter()
+        self.storage.save(hard_state, entries, snapshot, sync=sync)
+        hist.observe(time.perf_counter() - t0)
+
     def _apply(self, entries: Sequence[Entry]) -> None:
         """Apply committed ``entries`` to the state machine in order (skipping any it already has)
         and settle the proposals waiting for them: the response if the entry is the one proposed
         (same term), else OutcomeUnknown (another leader's entry replaced it)."""
+        hist = self.apply_seconds
+        t0 = time.perf_counter() if hist is not None and entries else 0.0
         for e in entries:
             if e.index <= self.sm.applied_index:
                 continue
@@ -509,10 +576,15 @@ class Driver:
                 else:
                     p.future.set_exception(OutcomeUnknown(
                         f"entry {e.index} was replaced by another leader's; the proposal was lost"))
+        if hist is not None and entries:
+            hist.observe(time.perf_counter() - t0)
 
     def _on_soft_state(self, role: Role, leader: int) -> None:
         was_leader = self.role == Role.LEADER
         self.role, self.leader = role, leader
+        if leader and leader != self._last_leader:
+            self.leader_changes += 1
+            self._last_leader = leader
         if role == Role.LEADER and not was_leader:
             self.leases.became_leader(self.clock.now())
         log.info("role change", extra={"node": self.raw.id, "term": self.raw.status().term,

@@ -23,8 +23,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc  # type: ignore[import-untyped]
 
@@ -65,6 +67,17 @@ class Faults:
     """Peers whose traffic (both directions, as seen by this node) is dropped."""
     blocked_in: set[int] = field(default_factory=set)
     """Peers whose messages to this node are dropped on arrival (a one-way cut)."""
+
+
+class LabeledObserver(Protocol):
+    """A histogram with one label, the peer id (``prometheus_client.Histogram`` with
+    ``labelnames=["peer"]`` is one)."""
+
+    def labels(self, peer: str) -> _Observer: ...
+
+
+class _Observer(Protocol):
+    def observe(self, amount: float) -> None: ...
 
 
 @dataclass
@@ -152,9 +165,13 @@ class _PeerLink:
         self.owner = owner
         self.peer_id = peer_id
         self.addr = addr
+        self.label = str(peer_id)
         self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=owner.queue_size)
         self.connected = False
         self.task: asyncio.Task[None] | None = None
+        self.errors = 0
+        """Streams to this peer that failed: a connection attempt that timed out or was refused, or
+        an open stream that broke (for metrics)."""
 
     def _refused_as_removed(self, exc: Exception) -> bool:
         if not isinstance(exc, grpc.aio.AioRpcError) or exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
@@ -185,7 +202,16 @@ class _PeerLink:
                     continue
             o.stats.sent_batches += 1
             o.stats.sent_messages += len(msgs)
+            hist = o.batch_send_seconds
+            if hist is None:
+                yield batch_to_pb(o.cluster_id, o.node_id, msgs)
+                continue
+            t0 = time.perf_counter()
             yield batch_to_pb(o.cluster_id, o.node_id, msgs)
+            # gRPC asks for the next batch once this one's write completed: the time the stream took
+            # to accept the batch (serialization and HTTP/2 flow control included; not a round trip,
+            # the stream is one-way).
+            hist.labels(self.label).observe(time.perf_counter() - t0)
 
     async def run(self) -> None:
         backoff = 0.05
@@ -203,6 +229,7 @@ class _PeerLink:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # grpc.aio.AioRpcError, TimeoutError, ...
+                self.errors += 1
                 if self._refused_as_removed(exc):
                     log.warning("peer %s (%s) refuses this member's traffic: it was removed from the cluster",
                                 self.peer_id, self.addr)
@@ -236,6 +263,9 @@ class PeerTransport:
         self.rng = random.Random()
         self.on_removed: Callable[[int], None] | None = None
         """Called with a peer's id when that peer refuses our traffic because we were removed."""
+        self.batch_send_seconds: LabeledObserver | None = None
+        """If set (the node serves metrics): seconds for a peer's stream to accept each batch, by
+        peer id."""
         self.links: dict[int, _PeerLink] = {}
         self._started = False
         for pid, addr in peers.items():

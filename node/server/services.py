@@ -49,6 +49,7 @@ from ..statemachine import (
 )
 from .batch import BatchStream
 from .driver import Driver
+from .gossip import GossipHost
 from .info import NodeInfo
 from .kv_codec import PbRequest, PbResponse, command_from_pb, request_from_pb, response_to_pb
 from .members import Membership
@@ -296,8 +297,10 @@ class ClusterService(_Service):
     not_leader_status = _SC.FAILED_PRECONDITION
 
     def __init__(self, driver: Driver, node_info: NodeInfo, *, transfer_timeout: float = 5.0,
-                 membership: Membership | None = None) -> None:
+                 membership: Membership | None = None, gossip: GossipHost | None = None) -> None:
         super().__init__(driver, node_info)
+        self.gossip = gossip
+        """This node's gossip (``Members``), None when it is off."""
         self.transfer_timeout = transfer_timeout
         """Longest wait for a transfer to complete when the call has no shorter deadline."""
         self.membership = membership if membership is not None else Membership(driver, node_info)
@@ -435,9 +438,24 @@ class ClusterService(_Service):
             header=self._response_header(self.driver.sm.revision), leader_id=target
         )
 
+    async def Members(  # noqa: N802
+        self, request: cluster_pb2.MembersRequest, context: Any
+    ) -> cluster_pb2.MembersResponse:
+        if self.gossip is None or self.gossip.core is None:
+            await context.abort(_SC.FAILED_PRECONDITION,
+                                f"gossip is off on {self.info.name} (start it with --gossip-addr or --join)")
+        assert self.gossip is not None
+        members, stats = self.gossip.members_pb(request.name)
+        if request.name and not members:
+            await context.abort(_SC.NOT_FOUND, f"{self.info.name} knows no member named {request.name!r}")
+        return cluster_pb2.MembersResponse(
+            header=self._response_header(self.driver.sm.revision), name=self.gossip.name,
+            members=members, stats=stats)
+
 
 def add_services(
-    server: grpc.aio.Server, driver: Driver, node_info: NodeInfo, *, membership: Membership | None = None
+    server: grpc.aio.Server, driver: Driver, node_info: NodeInfo, *, membership: Membership | None = None,
+    gossip: GossipHost | None = None,
 ) -> None:
     """Register the ``KV``, ``Session`` and ``Cluster`` services of ``driver`` on ``server``.
 
@@ -450,5 +468,5 @@ def add_services(
     kv_pb2_grpc.add_KVServicer_to_server(KVService(driver, node_info), server)
     kv_pb2_grpc.add_SessionServicer_to_server(SessionService(driver, node_info), server)
     cluster_pb2_grpc.add_ClusterServicer_to_server(
-        ClusterService(driver, node_info, membership=membership), server
+        ClusterService(driver, node_info, membership=membership, gossip=gossip), server
     )

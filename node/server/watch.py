@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -52,7 +53,18 @@ from ..statemachine import Compacted, Event, KVError
 from .driver import Driver, ReadTimeout
 from .kv_codec import WatchCancel, WatchCreate, watch_request_from_pb, watch_response_to_pb
 
-__all__ = ["MAX_EVENTS_PER_RESPONSE", "MAX_RESPONSE_BYTES", "PROGRESS_INTERVAL", "NoLeader", "WatchStream"]
+__all__ = ["MAX_EVENTS_PER_RESPONSE", "MAX_RESPONSE_BYTES", "PROGRESS_INTERVAL", "NoLeader", "WatchStream",
+           "watch_counts"]
+
+_streams: weakref.WeakSet[WatchStream] = weakref.WeakSet()
+"""Every :class:`WatchStream` of the process whose :meth:`~WatchStream.run` is under way (several
+nodes share one process in tests), for :func:`watch_counts`."""
+
+
+def watch_counts(driver: Driver) -> tuple[int, int]:
+    """``(streams, watchers)``: the open Watch calls served from ``driver`` and their watchers."""
+    streams = [s for s in list(_streams) if s.driver is driver]
+    return len(streams), sum(len(s._watchers) for s in streams)
 
 PROGRESS_INTERVAL = 5.0
 """Seconds a watcher may stay silent before it gets a progress notification."""
@@ -222,6 +234,7 @@ class WatchStream:
         notify: Callable[[], None] = self._wake.set
         self.driver.on_applied.append(notify)
         reader = asyncio.create_task(self._read_requests(requests))
+        _streams.add(self)
         try:
             loop = asyncio.get_running_loop()
             check = max(0.05, min(self.progress_interval, self.leaderless_limit) / 2)
@@ -260,6 +273,7 @@ class WatchStream:
                     if self._control:
                         self._wake.set()
         finally:
+            _streams.discard(self)
             with contextlib.suppress(ValueError):
                 self.driver.on_applied.remove(notify)
             reader.cancel()

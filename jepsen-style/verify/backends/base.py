@@ -417,6 +417,16 @@ class Backend(ABC):
     def set_links(self, names: list[str], *, delay: float = 0.0, drop_rate: float = 0.0) -> None:
         """Make the outgoing peer links of ``names`` slow (``delay`` s per batch) or lossy."""
 
+    def set_clock(self, name: str, rate: float = 1.0, offset: float = 0.0) -> None:
+        """Skew ``name``'s lease clock: run it at ``rate`` x real time, shifted by ``offset`` seconds
+        in all (``coterie.node.server.clock``); ``(1.0, 0.0)`` is a normal clock. Backends that
+        cannot reach the nodes' fault-injection API refuse (``NotImplementedError``)."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend cannot skew node clocks")
+
+    def heal_clocks(self) -> None:
+        """Every node's lease clock back to normal (no-op where :meth:`set_clock` is refused)."""
+        return None
+
     # ------------------------------------------------------------------------------ observation
 
     def _channel(self, name: str) -> Any:

@@ -151,7 +151,9 @@ class ComposeBackend(LocalBackend):
                 "entrypoint": ["sh", "-c", ENTRY, "sh"], "command": cmd, "restart": "no",
                 "cap_add": ["NET_ADMIN"], "stop_grace_period": "10s",
                 "ports": [f"127.0.0.1:{host_port}:{CLIENT_PORT}"],
-                "volumes": [f"{p.data_dir}:/data"],
+                # Absolute: compose takes a source without "/" or "./" for a named volume (a
+                # relative --store such as the default "store" would otherwise fail).
+                "volumes": [f"{p.data_dir.resolve()}:/data"],
             }
             if self.build:
                 svc["build"] = {"context": str(REPO),

@@ -3,7 +3,9 @@
 Network faults go through each node's fault-injection admin API (``coterie.v1.FaultInjection``,
 served only by nodes started with ``--enable-fault-injection``): a grudge becomes each node's
 ``blocked_in`` set (messages from those members are dropped on arrival), slow and lossy links its
-``delay_seconds`` and ``drop_rate``. A node that is down or paused when a fault is set gets it when
+``delay_seconds`` and ``drop_rate``, a skewed clock (the ``clock`` nemeses) its ``clock_rate`` and
+``clock_offset_seconds`` (every SetFaults carries the whole state, so one kind of fault never
+resets another). A node that is down or paused when a fault is set gets it when
 it comes back (:meth:`LocalBackend.start` re-applies the faults in force), so a restarted node cannot
 slip out of a partition. Nodes started without fault injection refuse, and setting a fault then
 raises ``RuntimeError``.
@@ -30,6 +32,8 @@ class LocalBackend(Backend):
         super().__init__(n, root, options or NodeOptions())
         self._grudge: dict[str, frozenset[str]] = {}
         self._links: dict[str, tuple[float, float]] = {}
+        self._clocks: dict[str, tuple[float, float]] = {}
+        """node -> (rate, offset) of its lease clock, for the skewed ones."""
         self._lock = threading.Lock()
         self._pending: set[str] = set()
         """Nodes whose faults could not be set (down or paused): retried by :meth:`sync_faults`."""
@@ -70,8 +74,10 @@ class LocalBackend(Backend):
     def _state(self, name: str) -> faults_pb2.FaultState:
         ids = {n: p.id for n, p in self.nodes.items()}
         delay, drop = self._links.get(name, (0.0, 0.0))
+        rate, offset = self._clocks.get(name, (1.0, 0.0))
         return faults_pb2.FaultState(blocked_in=sorted(ids[m] for m in self._grudge.get(name, ())),
-                                     drop_rate=drop, delay_seconds=delay)
+                                     drop_rate=drop, delay_seconds=delay,
+                                     clock_rate=0.0 if rate == 1.0 else rate, clock_offset_seconds=offset)
 
     def _apply(self, name: str) -> bool:
         """Send ``name`` its faults; False if it did not answer (it stays pending)."""
@@ -106,6 +112,22 @@ class LocalBackend(Backend):
         with self._lock:
             self._links = {n: (delay, drop_rate) for n in names if delay or drop_rate}
             self._pending = set(self.nodes)
+        self.sync_faults()
+
+    def set_clock(self, name: str, rate: float = 1.0, offset: float = 0.0) -> None:
+        with self._lock:
+            if rate == 1.0 and offset == 0.0:
+                self._clocks.pop(name, None)
+            else:
+                self._clocks[name] = (rate, offset)
+            self._pending.add(name)
+        self._apply(name)
+
+    def heal_clocks(self) -> None:
+        with self._lock:
+            skewed = list(self._clocks)
+            self._clocks.clear()
+            self._pending.update(skewed)
         self.sync_faults()
 
     def resume(self, name: str) -> None:

@@ -27,5 +27,11 @@ NEMESES: Registry[NemesisFactory] = Registry("nemesis", __name__, {
     "slow": (".links:slow_links", "100-500 ms per peer batch on a random minority of nodes"),
     "lossy": (".links:lossy_links", "20-50 % of peer messages dropped on a random minority"),
     "member": (".membership:MembershipFault", "remove a member, re-add it as a learner, promote it"),
+    "clock": (".clock:drift_clock",
+              "a node's lease clock at a rate within 1 +- 0.005 (inside the drift bound leases assume)"),
+    "clock-broken": (".clock:broken_clock",
+                     "the leader's lease clock 1.5-3x fast: BEYOND the drift bound (leases expire early)"),
+    "clock-jump": (".clock:jumping_clock",
+                   "the leader's lease clock jumps 1-3 s forward: BEYOND the drift bound"),
     "none": (".base:no_fault", "no faults"),
 }, check=callable)

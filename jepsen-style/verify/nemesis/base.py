@@ -5,8 +5,8 @@ no leader to isolate) and later stopped (``stop`` undoes exactly what ``start`` 
 :class:`Schedule` runs one fault at a time: a quiet gap of ``interval`` seconds (uniform in a
 range), then a random fault from the chosen nemeses held for ``duration`` seconds, then healed; until
 the time limit, after which :meth:`Schedule.heal_all` undoes everything (every node restarted and
-resumed, the network healed). Every start and stop is logged in the history with the same ``id``,
-so the report can shade the fault periods.
+resumed, the network healed, every lease clock normal). Every start and stop is logged in the
+history with the same ``id``, so the report can shade the fault periods.
 
 Nemesis names (``--nemesis a,b,...``; registered in :data:`coterie.verify.nemesis.NEMESES`):
 ``partition`` (any of the shapes of :mod:`.partition`), ``partition-halves``, ``partition-leader``,
@@ -14,7 +14,9 @@ Nemesis names (``--nemesis a,b,...``; registered in :data:`coterie.verify.nemesi
 the stop), ``pause`` (SIGSTOP a random node or the leader, SIGCONT at the stop), ``slow`` (100-500 ms
 per peer batch on a random minority of nodes), ``lossy`` (20-50 % of peer messages dropped on a
 random minority), ``member`` (membership churn: remove a member, add it back as a learner with a
-fresh data directory, promote it; see :mod:`.membership`), ``none``.
+fresh data directory, promote it; see :mod:`.membership`), ``clock`` (a node's lease clock skewed
+within the drift bound), ``clock-broken`` and ``clock-jump`` (beyond it on purpose; see
+:mod:`.clock`), ``none``.
 
 Faults target members only (:meth:`Backend.member_names`): a node removed by the membership nemesis
 is neither killed, paused nor restarted until it is added back.
@@ -120,8 +122,8 @@ class Schedule:
 
     def heal_all(self) -> None:
         """Undo everything: the active fault, then restart dead members, resume paused ones, heal
-        the network and the links, and bring every node back as a voter (whatever a failed stop left
-        behind; a failure to do so is recorded in ``errors``)."""
+        the network, the links and the lease clocks, and bring every node back as a voter (whatever
+        a failed stop left behind; a failure to do so is recorded in ``errors``)."""
         if self.active is not None:
             fid, fault = self.active
             self._stop(fault, fid)
@@ -133,6 +135,7 @@ class Schedule:
                 self.b.start(name)
         self.b.heal_network()
         self.b.set_links([])
+        self.b.heal_clocks()
         if any(p.removed or p.learner for p in self.b.nodes.values()):
             try:
                 acted = self.b.restore_membership()

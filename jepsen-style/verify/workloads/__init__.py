@@ -26,4 +26,8 @@ WORKLOADS: Registry[type[Workload]] = Registry("workload", __name__, {
                  "read / write / cas on several keys, checked for linearizability per key"),
     "set": (".set:SetWorkload", "adds to a set, checked that every acknowledged add is in the final read"),
     "watch": (".watch:WatchWorkload", "watchers see every change exactly once, in revision order"),
+    "lock": (".lock:LockWorkload",
+             "fenced increments under a lock: no lost update, tokens increase, stale holders refused"),
+    "lease": (".lease:LeaseWorkload",
+              "leases kept alive then dropped: never expired early, expired within TTL + allowance"),
 }, check=_is_workload)

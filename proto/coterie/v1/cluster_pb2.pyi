@@ -20,6 +20,13 @@ class ProgressState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROGRESS_PROBE: _ClassVar[ProgressState]
     PROGRESS_REPLICATE: _ClassVar[ProgressState]
     PROGRESS_SNAPSHOT: _ClassVar[ProgressState]
+
+class GossipState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GOSSIP_ALIVE: _ClassVar[GossipState]
+    GOSSIP_SUSPECT: _ClassVar[GossipState]
+    GOSSIP_DEAD: _ClassVar[GossipState]
+    GOSSIP_LEFT: _ClassVar[GossipState]
 ROLE_FOLLOWER: Role
 ROLE_PRE_CANDIDATE: Role
 ROLE_CANDIDATE: Role
@@ -27,6 +34,10 @@ ROLE_LEADER: Role
 PROGRESS_PROBE: ProgressState
 PROGRESS_REPLICATE: ProgressState
 PROGRESS_SNAPSHOT: ProgressState
+GOSSIP_ALIVE: GossipState
+GOSSIP_SUSPECT: GossipState
+GOSSIP_DEAD: GossipState
+GOSSIP_LEFT: GossipState
 
 class Member(_message.Message):
     __slots__ = ("id", "name", "peer_addr", "client_addr", "is_learner")
@@ -211,3 +222,73 @@ class JoinResponse(_message.Message):
     member: Member
     members: _containers.RepeatedCompositeFieldContainer[Member]
     def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., member: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class MembersRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GossipMemberEvent(_message.Message):
+    __slots__ = ("kind", "by", "at_unix", "incarnation", "confirmations")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    by: str
+    at_unix: float
+    incarnation: int
+    confirmations: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[str] = ..., by: _Optional[str] = ..., at_unix: _Optional[float] = ..., incarnation: _Optional[int] = ..., confirmations: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GossipMember(_message.Message):
+    __slots__ = ("name", "addr", "state", "incarnation", "meta", "since_unix", "by", "events", "suspected_by", "confirmed_by")
+    class MetaEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SUSPECTED_BY_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_BY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    addr: str
+    state: GossipState
+    incarnation: int
+    meta: _containers.ScalarMap[str, str]
+    since_unix: float
+    by: str
+    events: _containers.RepeatedCompositeFieldContainer[GossipMemberEvent]
+    suspected_by: str
+    confirmed_by: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., addr: _Optional[str] = ..., state: _Optional[_Union[GossipState, str]] = ..., incarnation: _Optional[int] = ..., meta: _Optional[_Mapping[str, str]] = ..., since_unix: _Optional[float] = ..., by: _Optional[str] = ..., events: _Optional[_Iterable[_Union[GossipMemberEvent, _Mapping]]] = ..., suspected_by: _Optional[str] = ..., confirmed_by: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MembersResponse(_message.Message):
+    __slots__ = ("header", "name", "members", "stats")
+    class StatsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    header: _kv_pb2.ResponseHeader
+    name: str
+    members: _containers.RepeatedCompositeFieldContainer[GossipMember]
+    stats: _containers.ScalarMap[str, int]
+    def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[_Union[GossipMember, _Mapping]]] = ..., stats: _Optional[_Mapping[str, int]] = ...) -> None: ...

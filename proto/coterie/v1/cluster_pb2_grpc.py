@@ -64,6 +64,11 @@ class ClusterStub:
                 request_serializer=coterie_dot_v1_dot_cluster__pb2.TransferLeaderRequest.SerializeToString,
                 response_deserializer=coterie_dot_v1_dot_cluster__pb2.TransferLeaderResponse.FromString,
                 _registered_method=True)
+        self.Members = channel.unary_unary(
+                '/coterie.v1.Cluster/Members',
+                request_serializer=coterie_dot_v1_dot_cluster__pb2.MembersRequest.SerializeToString,
+                response_deserializer=coterie_dot_v1_dot_cluster__pb2.MembersResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -112,6 +117,15 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Members(self, request, context):
+        """The answering member's gossip view (SWIM + Lifeguard, `coterie node --gossip-addr/--join`): every
+        member it knows, alive, suspect, dead or left, with who caused the last changes. Never goes
+        through Raft. FAILED_PRECONDITION when gossip is off on the answering member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +158,11 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.TransferLeader,
                     request_deserializer=coterie_dot_v1_dot_cluster__pb2.TransferLeaderRequest.FromString,
                     response_serializer=coterie_dot_v1_dot_cluster__pb2.TransferLeaderResponse.SerializeToString,
+            ),
+            'Members': grpc.unary_unary_rpc_method_handler(
+                    servicer.Members,
+                    request_deserializer=coterie_dot_v1_dot_cluster__pb2.MembersRequest.FromString,
+                    response_serializer=coterie_dot_v1_dot_cluster__pb2.MembersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +327,33 @@ class Cluster:
             '/coterie.v1.Cluster/TransferLeader',
             coterie_dot_v1_dot_cluster__pb2.TransferLeaderRequest.SerializeToString,
             coterie_dot_v1_dot_cluster__pb2.TransferLeaderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Members(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coterie.v1.Cluster/Members',
+            coterie_dot_v1_dot_cluster__pb2.MembersRequest.SerializeToString,
+            coterie_dot_v1_dot_cluster__pb2.MembersResponse.FromString,
             options,
             channel_credentials,
             insecure,
