@@ -71,22 +71,27 @@ class _LoopThread:
         """The result of ``coro`` run on the loop, waiting at most ``wait`` seconds (None: no bound).
         If the wait ends otherwise (its bound, KeyboardInterrupt in this thread), the coroutine is
         cancelled on the loop."""
-        with self._lock:
-            if self._stopping:
-                coro.close()
-                raise _closed_error()
-            fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        fut: concurrent.futures.Future[T] | None = None
         try:
+            # Submitting is inside the try: an interrupt (KeyboardInterrupt, a signal handler's
+            # exception) that lands right after the coroutine started still cancels it.
+            with self._lock:
+                if self._stopping:
+                    coro.close()
+                    raise _closed_error()
+                fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
             return fut.result(wait)
         except concurrent.futures.CancelledError:
             raise _closed_error() from None  # the loop stopped under the call
         except concurrent.futures.TimeoutError:
-            fut.cancel()
+            if fut is not None:
+                fut.cancel()
             raise DeadlineExceeded(f"the call did not end within {wait:.1f} s on the client's loop "
                                    "thread; a write may or may not have been applied",
                                    retriable=False, unsafe=True) from None
         except BaseException:
-            fut.cancel()
+            if fut is not None:
+                fut.cancel()
             raise
 
     def stop(self) -> None:
