@@ -22,8 +22,10 @@ Invariants of one run (:class:`LoadResult`):
 Coterie's client: by default each of the N tasks gets its own :class:`~coterie.client.AsyncClient`;
 ``--shared-client`` makes them share one (as etcd is driven with ``aetcd``: N tasks on one channel),
 whose writes run concurrently too, each in a session of the client's pool, with the pool's bound
-raised to N so that it never makes a task wait. (On the shared 2-core dev machine the shared client
-measured within noise of, but not above, one client per task, so the default stays one per task.)
+raised to N so that it never makes a task wait. Since the client batches the concurrent requests of its
+tasks into shared ``KV.Batch`` stream messages, the shared client is the faster one (64 tasks: about
+3x the puts and 3x the gets of one client per task, README "Benchmarks"); the default stays one client
+per task, the harder case for coterie.
 ``params["sessions"]`` is the number of exactly-once sessions the client(s) opened during the run
 (warm-up and a get run's setup included).
 """
