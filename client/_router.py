@@ -105,8 +105,11 @@ class Router:
     (one lock, held only for bookkeeping), so its state may be read from any thread."""
 
     def __init__(self, endpoints: list[str], *, threshold: int = 3, cooldown: float = 2.0,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic, discover: bool = True) -> None:
         self.endpoints = list(endpoints)
+        self.discover = discover
+        """Whether members' advertised addresses (from Status answers and leader hints) join the
+        endpoints; False: only the endpoints given are ever used (etcd's client without auto-sync)."""
         self.threshold = threshold
         self.cooldown = cooldown
         self.clock = clock
@@ -160,6 +163,8 @@ class Router:
                 # An endpoint the caller gave (or that answered before) for that id wins over the
                 # advertised address, which may not be reachable from here (NAT, containers).
                 target = self.ids.get(err.leader_id, "") or err.leader_addr
+                if target and target not in self.breakers and not self.discover:
+                    target = ""
                 if target and target != ep:
                     if target not in self.breakers:
                         self.endpoints.append(target)
@@ -198,7 +203,7 @@ class Router:
                     self.ids[st.member_id] = st.endpoint
             for st in statuses:
                 for mid, addr in st.known_members:
-                    if addr and mid not in self.ids and addr not in self.breakers:
+                    if self.discover and addr and mid not in self.ids and addr not in self.breakers:
                         self.endpoints.append(addr)
                         self.breakers[addr] = Breaker()
                         self.ids[mid] = addr

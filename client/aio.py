@@ -103,7 +103,8 @@ class AsyncClient:
 
     def __init__(self, endpoints: str | Iterable[str], *, timeout: float = DEFAULT_TIMEOUT,
                  breaker_threshold: int = 3, breaker_cooldown: float = 2.0,
-                 max_sessions: int = DEFAULT_MAX_SESSIONS, batching: bool = True) -> None:
+                 max_sessions: int = DEFAULT_MAX_SESSIONS, batching: bool = True,
+                 discover: bool = True) -> None:
         self.endpoints = parse_endpoints(endpoints)
         self._batching = batching
         """Whether get, put, delete and txn calls share ``KV.Batch`` streams (one per member; see
@@ -115,7 +116,9 @@ class AsyncClient:
         self._clock: Clock = time.monotonic
         self._rng = random.Random()
         self._router = Router(self.endpoints, threshold=breaker_threshold, cooldown=breaker_cooldown,
-                              clock=self._clock)
+                              clock=self._clock, discover=discover)
+        """``discover``: learn the other members' client addresses from the cluster and fail over to
+        them (default); False: talk only to the endpoints given (a client pinned to its own members)."""
         self._stubs: dict[str, _Stubs] = {}
         self._pool = SessionPool(max_sessions)
         self._pool_waiters: deque[asyncio.Future[None]] = deque()

@@ -141,10 +141,11 @@ class Client:
 
     def __init__(self, endpoints: str | Iterable[str], *, timeout: float = DEFAULT_TIMEOUT,
                  breaker_threshold: int = 3, breaker_cooldown: float = 2.0,
-                 max_sessions: int = DEFAULT_MAX_SESSIONS, batching: bool = True) -> None:
+                 max_sessions: int = DEFAULT_MAX_SESSIONS, batching: bool = True,
+                 discover: bool = True) -> None:
         self._aio = AsyncClient(endpoints, timeout=timeout, breaker_threshold=breaker_threshold,
                                 breaker_cooldown=breaker_cooldown, max_sessions=max_sessions,
-                                batching=batching)
+                                batching=batching, discover=discover)
         self.endpoints = self._aio.endpoints
         self._loop = _LoopThread()
         self._close_lock = threading.Lock()

@@ -234,3 +234,18 @@ def test_backoff_is_jittered_exponential_and_deterministic_with_a_seed() -> None
     assert c.next_backoff() <= 0.001  # never past the deadline
     clock.advance(1.0)
     assert c.next_backoff() == 0.0
+
+
+def test_a_router_without_discovery_keeps_to_the_endpoints_given() -> None:
+    r = Router(["a:1"], clock=FakeClock(), discover=False)
+    r.learn([MemberStatus("a:1", member_id=1, role="follower", leader_id=2,
+                          known_members=((1, "a:1"), (2, "b:2"), (3, "c:3")))])
+    assert r.endpoints == ["a:1"] and r.leader is None
+    # A redirect to a member it was not given is not followed: back off and ask again.
+    assert r.failure("a:1", NotLeader("not the leader", leader_id=2, leader_addr="b:2")) is False
+    assert r.endpoints == ["a:1"] and r.pick() == "a:1"
+    # With discovery (the default) the same answers add the members and follow the hint.
+    d = Router(["a:1"], clock=FakeClock())
+    d.learn([MemberStatus("a:1", member_id=1, role="follower", leader_id=2,
+                          known_members=((1, "a:1"), (2, "b:2"), (3, "c:3")))])
+    assert d.endpoints == ["a:1", "b:2", "c:3"] and d.leader == "b:2"
