@@ -408,14 +408,21 @@ class Gossip:
         if kind is not None:
             self._event(kind, msg.node, now, msg.node)
 
+    def _refuted(self, msg: Suspect | Dead, now: float) -> bool:
+        """True if ``msg`` accuses this member itself (SWIM 4.2: it refutes with a higher incarnation
+        unless it has left; an accusation older than its incarnation is stale): the caller stops."""
+        if msg.node != self.name:
+            return False
+        if self._left:
+            return True
+        if msg.incarnation < self._incarnation:
+            self.stats.stale_updates += 1
+            return True
+        self._refute(msg.incarnation, now)
+        return True
+
     def _on_suspect(self, msg: Suspect, now: float) -> None:
-        if msg.node == self.name:
-            if self._left:
-                return
-            if msg.incarnation < self._incarnation:
-                self.stats.stale_updates += 1
-                return
-            self._refute(msg.incarnation, now)
+        if self._refuted(msg, now):
             return
         outcome = self._table.suspect(msg.node, msg.incarnation, msg.source, now)
         if outcome is Outcome.STALE:
@@ -431,13 +438,7 @@ class Gossip:
             self._event(EventKind.SUSPECT, msg.node, now, msg.source)
 
     def _on_dead(self, msg: Dead, now: float) -> None:
-        if msg.node == self.name:
-            if self._left:
-                return
-            if msg.incarnation < self._incarnation:
-                self.stats.stale_updates += 1
-                return
-            self._refute(msg.incarnation, now)
+        if self._refuted(msg, now):
             return
         outcome = self._table.dead(msg.node, msg.incarnation, msg.source, now)
         if outcome is Outcome.STALE:
