@@ -83,6 +83,7 @@ leader change).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -121,6 +122,11 @@ class LeaseTimer:
         self.checkpoint_interval = checkpoint_interval
         self.retry = retry
         self._leases: dict[int, _Countdown] = {}
+        self._due: list[tuple[float, int]] = []
+        """A min-heap of ``(when, lease_id)``: when a lease may next need an expiry proposed (its
+        deadline, or its last proposal + ``retry``). Entries go stale as deadlines move; a popped
+        entry is checked against :attr:`_leases`, so :meth:`expired` costs O(log n) per lease due,
+        not a pass over every lease on every tick."""
         self._next_checkpoint = -math.inf
 
     def __len__(self) -> int:
@@ -139,8 +145,11 @@ class LeaseTimer:
             cur = self._leases.get(u.lease_id)
             if cur is None or cur.refreshed_index != u.refreshed_index:
                 self._leases[u.lease_id] = _Countdown(deadline, u.refreshed_index)
+            elif deadline < cur.deadline:
+                cur.deadline = deadline
             else:
-                cur.deadline = min(cur.deadline, deadline)
+                continue
+            heapq.heappush(self._due, (deadline, u.lease_id))
 
     def became_leader(self, now: float) -> None:
         """This node just became leader: forget which expiries it proposed in an earlier term (they
@@ -148,17 +157,25 @@ class LeaseTimer:
         alone: that is the point (etcd-io/etcd#9888)."""
         for c in self._leases.values():
             c.proposed_at = None
+        self._due = [(c.deadline, lease_id) for lease_id, c in self._leases.items()]
+        heapq.heapify(self._due)
         self._next_checkpoint = -math.inf
 
     def expired(self, now: float) -> list[LeaseExpireRequest]:
         """Expiries to propose (leader only): every lease whose deadline is ``<= now``, unless one
         was proposed less than ``retry`` seconds ago. In lease id order."""
         out = []
-        for lease_id in sorted(self._leases):
-            c = self._leases[lease_id]
-            if c.deadline <= now and (c.proposed_at is None or now - c.proposed_at >= self.retry):
-                c.proposed_at = now
-                out.append(LeaseExpireRequest(lease_id, c.refreshed_index))
+        while self._due and self._due[0][0] <= now:
+            _, lease_id = heapq.heappop(self._due)
+            c = self._leases.get(lease_id)
+            if c is None or c.deadline > now:
+                continue  # gone, or renewed since this entry (the renewal pushed its own)
+            if c.proposed_at is not None and now - c.proposed_at < self.retry:
+                continue  # proposed recently; its retry entry is in the heap
+            c.proposed_at = now
+            heapq.heappush(self._due, (now + self.retry, lease_id))
+            out.append(LeaseExpireRequest(lease_id, c.refreshed_index))
+        out.sort(key=lambda r: r.lease_id)
         return out
 
     def checkpoints(self, now: float) -> LeaseCheckpointRequest | None:
