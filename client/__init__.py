@@ -29,12 +29,14 @@ from .errors import (
     OutcomeUnknown,
     ResourceExhausted,
     SessionExpired,
+    SnapshotError,
     Unavailable,
 )
 from .fencing import FencingGuard
 from .gossip import GossipMember, GossipMemberEvent, GossipView
 from .leases import AsyncLease
 from .locks import AsyncElection, AsyncLeadership, AsyncLock, AsyncObserver
+from .snapshot import SnapshotInfo
 from .sync import Client, Election, Leadership, Lease, Lock, Observer, Watch
 from .types import (
     ClusterStatus,
@@ -99,6 +101,8 @@ __all__ = [
     "RangeResult",
     "ResourceExhausted",
     "SessionExpired",
+    "SnapshotError",
+    "SnapshotInfo",
     "TxnResult",
     "Unavailable",
     "Watch",

@@ -32,11 +32,12 @@ from ._sessions import (
     sessions_kept_expiring,
 )
 from ._watch import WatchState, watch_ended, watch_stream_error
-from .errors import ClientClosed, CoterieError, InvalidArgument, Unavailable
+from .errors import ClientClosed, CoterieError, InvalidArgument, SnapshotError, Unavailable
 from .gossip import GossipView, view_from_pb
 from .leases import AsyncLease
 from .locks import AsyncElection, AsyncLock
 from .membership import Member, add_request, member_from_pb, members_from_pb
+from .snapshot import SnapshotFile, SnapshotInfo
 from .types import (
     Bytesish,
     ClusterStatus,
@@ -367,6 +368,52 @@ class AsyncClient:
         resp = await self._invoke("cluster", "TransferLeader", req, write=True, idempotent=True,
                                   timeout=timeout)
         return int(resp.leader_id)
+
+    async def snapshot(self, path: str, *, timeout: float = 60.0) -> SnapshotInfo:
+        """Save a consistent snapshot of the cluster's state (``etcdctl snapshot save``) to ``path``:
+        a member does a read barrier, so the image holds every write acknowledged before the call,
+        and streams it; the bytes go to ``path + ".part"``, are checked against the announced size
+        and SHA-256, fsynced and renamed to ``path``. Returns :class:`SnapshotInfo` (size, revision,
+        applied index, checksum, format version). A checksum mismatch or a stream that ended early
+        raises :class:`SnapshotError`, a failed call the usual :class:`CoterieError`; either way no
+        ``path`` file is created (an existing one is left as it was). Retriable failures start the
+        download again, on another member if need be, within ``timeout``."""
+        call = self._call(timeout, False, True)
+        while True:
+            exhausted = call.exhausted(self._router.endpoints)
+            if exhausted is not None:
+                raise exhausted
+            if self._router.needs_discovery():
+                await self._discover(call)
+            ep = self._router.pick()
+            call.attempts += 1
+            out = SnapshotFile(path)
+            try:
+                stream = self._get_stubs(ep).cluster.Snapshot(cluster_pb2.SnapshotRequest(),
+                                                              timeout=call.remaining())
+                async for chunk in stream:
+                    out.add(chunk)
+                info = out.finish(ep)
+            except grpc.aio.AioRpcError as exc:
+                out.discard()
+                err: CoterieError = map_rpc_error(exc, endpoint=ep, write=False, idempotent=True)
+            except SnapshotError as exc:
+                out.discard()
+                err = exc
+            except BaseException:
+                out.discard()
+                raise
+            else:
+                self._router.success(ep)
+                return info
+            call.failed(err)
+            call.saw(ep, err)
+            if not err.retriable:
+                raise err from None
+            redirect = self._router.failure(ep, err) and not call.redirected
+            call.redirected = redirect
+            if not redirect:
+                await asyncio.sleep(call.next_backoff())
 
     # ---------------------------------------------------------------------------------- watches
 

@@ -44,13 +44,16 @@ class _Main(click.Group):
     """The ``coterie`` group: the client commands defined here plus :data:`TOOL_COMMANDS`, imported
     only when named (``--help`` lists them without importing them)."""
 
+    lazy: dict[str, tuple[str, str, str]] = TOOL_COMMANDS
+    """This group's commands loaded on first use (as :data:`TOOL_COMMANDS`)."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *TOOL_COMMANDS})
+        return sorted({*super().list_commands(ctx), *self.lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in TOOL_COMMANDS or cmd_name in self.commands:
+        if cmd_name not in self.lazy or cmd_name in self.commands:
             return super().get_command(ctx, cmd_name)
-        module, attr, extra = TOOL_COMMANDS[cmd_name]
+        module, attr, extra = self.lazy[cmd_name]
         try:
             cmd = getattr(importlib.import_module(module), attr)
         except ImportError as exc:
@@ -1116,6 +1119,40 @@ def endpoint_health(ctx: click.Context, cluster: bool, output: str | None) -> No
     bad = [r["endpoint"] for r in rows if not r["health"]]
     if bad:
         _fail(ctx, click.ClickException(f"unhealthy: {', '.join(bad)}"))
+
+
+class _SnapshotGroup(_Main):
+    """``coterie snapshot``: ``save`` talks to the cluster; ``status`` decodes the file with the
+    node's state machine, so it lives in :mod:`coterie.node.cli` (extra ``server``)."""
+
+    lazy = {"status": ("coterie.node.cli", "snapshot_status", "server")}
+
+
+@main.group(cls=_SnapshotGroup)
+def snapshot() -> None:
+    """Snapshots of the cluster's state, like etcdctl's: `snapshot save`, `snapshot status`."""
+
+
+@snapshot.command("save")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_output_option
+@click.pass_context
+@_handles_errors
+def snapshot_save(ctx: click.Context, file: str, output: str | None) -> None:
+    """Save a consistent snapshot of the cluster's state to FILE: a member does a read barrier (the
+    snapshot holds every write acknowledged before the command) and streams its state machine; the
+    bytes go to FILE.part, are checked against the member's SHA-256, fsynced and renamed to FILE
+    (which then ends with that SHA-256). Prints the size, revision, applied index and checksum. A
+    failed or corrupted download exits 1 and leaves no FILE. --timeout is at least 60 s here."""
+    with _client(ctx) as c:
+        info = c.snapshot(file, timeout=max(60.0, float(ctx.obj["timeout"])))
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps({"file": file, "size": info.size, "revision": info.revision,
+                               "applied_index": info.applied_index, "sha256": info.sha256,
+                               "version": info.version}, indent=2))
+    else:
+        click.echo(_table(["FILE", "SIZE", "REVISION", "APPLIED INDEX", "SHA256"],
+                          [[file, info.size, info.revision, info.applied_index, info.sha256]]))
 
 
 @main.group()

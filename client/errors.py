@@ -26,6 +26,7 @@ __all__ = [
     "OutcomeUnknown",
     "ResourceExhausted",
     "SessionExpired",
+    "SnapshotError",
     "Unavailable",
 ]
 
@@ -175,3 +176,11 @@ class LockTimeout(CoterieError):
     def __init__(self, message: str, *, name: str = "") -> None:
         self.name = name
         super().__init__(message)
+
+
+class SnapshotError(CoterieError):
+    """A snapshot download (``AsyncClient.snapshot``) failed its integrity checks: the stream ended
+    without its final chunk, or the bytes received do not match the size or SHA-256 the member
+    announced. Nothing was written at the destination path. Retrying may help (a fresh download)."""
+
+    retriable = True

@@ -261,6 +261,7 @@ class Client:
     member_remove = _blocking(AsyncClient.member_remove)
     member_promote = _blocking(AsyncClient.member_promote)
     transfer_leader = _blocking(AsyncClient.transfer_leader)
+    snapshot = _blocking(AsyncClient.snapshot)
     members = _blocking(AsyncClient.members)
 
     # ---------------------------------------------------------------------------------- watches

@@ -21,7 +21,7 @@ import click
 import msgpack  # noqa: F401 - the server extra: fail at load time, so the CLI names the extra to install
 import sortedcontainers  # type: ignore[import-untyped]  # noqa: F401
 
-from coterie.client.cli import DEFAULT_ENDPOINTS, _fail, _handles_errors
+from coterie.client.cli import DEFAULT_ENDPOINTS, _fail, _fmt, _handles_errors, _output_option, _table
 
 from . import devcluster as dc
 from .server.config import NodeConfig, NodeConfigError, parse_initial_cluster
@@ -159,6 +159,57 @@ def node(ctx: click.Context, name: str, data_dir: Path, client_addr: str, advert
             raise
         raise click.ClickException(str(exc)) from exc
 
+
+
+class SnapshotFileError(ValueError):
+    """A saved snapshot file (``coterie snapshot save``) that is too short, fails its SHA-256 or does
+    not decode."""
+
+
+def read_saved_snapshot(path: str) -> tuple[bytes, str]:
+    """The state machine image in a file written by ``coterie snapshot save`` and its SHA-256 (hex),
+    after checking the file's 32-byte SHA-256 trailer. Raises :class:`SnapshotFileError`."""
+    import hashlib
+
+    from coterie.client.snapshot import DIGEST_BYTES
+
+    with open(path, "rb") as f:
+        content = f.read()
+    if len(content) < DIGEST_BYTES:
+        raise SnapshotFileError(f"{path}: {len(content)} bytes is too short for a snapshot file")
+    image, trailer = content[:-DIGEST_BYTES], content[-DIGEST_BYTES:]
+    digest = hashlib.sha256(image).digest()
+    if digest != trailer:
+        raise SnapshotFileError(f"{path}: checksum mismatch (SHA-256 of the content {digest.hex()}, "
+                                f"recorded {trailer.hex()}): the file is corrupt")
+    return image, digest.hex()
+
+
+@click.command("status")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@_output_option
+@click.pass_context
+@_handles_errors
+def snapshot_status(ctx: click.Context, file: str, output: str | None) -> None:
+    """Check a file saved by `snapshot save` offline: verify its SHA-256, decode it and print its
+    checksum, revision, applied index, key count (live keys), lease count and size. Exits 1 if the
+    file is corrupt."""
+    from coterie.node.statemachine import StateMachine
+
+    image, sha = read_saved_snapshot(file)
+    try:
+        sm = StateMachine.from_snapshot(image)
+    except Exception as exc:
+        raise SnapshotFileError(
+            f"{file}: the checksum matches but the content does not decode: {exc}") from exc
+    row = {"file": file, "sha256": sha, "revision": sm.revision, "applied_index": sm.applied_index,
+           "keys": len(sm.kv), "leases": len(sm.leases), "size": len(image)}
+    if _fmt(ctx, output) == "json":
+        click.echo(json.dumps(row, indent=2))
+    else:
+        click.echo(_table(["SHA256", "REVISION", "APPLIED INDEX", "KEYS", "LEASES", "SIZE"],
+                          [[sha, row["revision"], row["applied_index"], row["keys"], row["leases"],
+                            row["size"]]]))
 
 
 @click.group()

@@ -27,6 +27,7 @@ counts the live leases and the locks with a contender (:func:`count_locks`) in t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar, cast
@@ -47,6 +48,7 @@ from ..statemachine import (
     encode_command,
     prefix_end,
 )
+from ..statemachine.machine import SNAPSHOT_VERSION
 from .batch import BatchStream
 from .driver import Driver
 from .gossip import GossipHost
@@ -102,6 +104,10 @@ def count_locks(sm: StateMachine) -> int:
 
 def _txn_is_read_only(req: TxnRequest) -> bool:
     return all(isinstance(op, RangeRequest) for op in (*req.success, *req.failure))
+
+
+SNAPSHOT_CHUNK_BYTES = 1 << 20
+"""Largest ``data`` of one ``SnapshotChunk`` (1 MiB, under the client's and gRPC's message limits)."""
 
 
 class _Service:
@@ -451,6 +457,29 @@ class ClusterService(_Service):
         return cluster_pb2.MembersResponse(
             header=self._response_header(self.driver.sm.revision), name=self.gossip.name,
             members=members, stats=stats)
+
+    async def Snapshot(  # noqa: N802
+        self, request: cluster_pb2.SnapshotRequest, context: Any
+    ) -> AsyncIterator[cluster_pb2.SnapshotChunk]:
+        """A consistent image of the state machine, streamed in :data:`SNAPSHOT_CHUNK_BYTES` chunks:
+        read barrier first (every write committed before the call is in it), then
+        ``StateMachine.snapshot()`` taken synchronously on the driver's loop, so nothing is applied
+        half-way through the encoding. The last chunk carries the digest and where the image is at."""
+        try:
+            await self.driver.read_barrier()
+        except Exception as exc:
+            code, details, md = error_status(exc, self.info, leader=self.driver.leader,
+                                             not_leader=self.not_leader_status)
+            await context.abort(code, details, trailing_metadata=md)
+        sm = self.driver.sm
+        applied, revision = sm.applied_index, sm.revision
+        blob = sm.snapshot()
+        view = memoryview(blob)
+        for start in range(0, len(blob), SNAPSHOT_CHUNK_BYTES):
+            yield cluster_pb2.SnapshotChunk(data=bytes(view[start:start + SNAPSHOT_CHUNK_BYTES]))
+        yield cluster_pb2.SnapshotChunk(
+            last=True, sha256=hashlib.sha256(blob).digest(), size=len(blob), applied_index=applied,
+            revision=revision, version=SNAPSHOT_VERSION, header=self._response_header(revision))
 
 
 def add_services(

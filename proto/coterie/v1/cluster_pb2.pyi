@@ -292,3 +292,27 @@ class MembersResponse(_message.Message):
     members: _containers.RepeatedCompositeFieldContainer[GossipMember]
     stats: _containers.ScalarMap[str, int]
     def __init__(self, header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ..., name: _Optional[str] = ..., members: _Optional[_Iterable[_Union[GossipMember, _Mapping]]] = ..., stats: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SnapshotChunk(_message.Message):
+    __slots__ = ("data", "last", "sha256", "size", "applied_index", "revision", "version", "header")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    last: bool
+    sha256: bytes
+    size: int
+    applied_index: int
+    revision: int
+    version: int
+    header: _kv_pb2.ResponseHeader
+    def __init__(self, data: _Optional[bytes] = ..., last: _Optional[bool] = ..., sha256: _Optional[bytes] = ..., size: _Optional[int] = ..., applied_index: _Optional[int] = ..., revision: _Optional[int] = ..., version: _Optional[int] = ..., header: _Optional[_Union[_kv_pb2.ResponseHeader, _Mapping]] = ...) -> None: ...

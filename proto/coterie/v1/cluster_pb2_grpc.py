@@ -69,6 +69,11 @@ class ClusterStub:
                 request_serializer=coterie_dot_v1_dot_cluster__pb2.MembersRequest.SerializeToString,
                 response_deserializer=coterie_dot_v1_dot_cluster__pb2.MembersResponse.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_stream(
+                '/coterie.v1.Cluster/Snapshot',
+                request_serializer=coterie_dot_v1_dot_cluster__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=coterie_dot_v1_dot_cluster__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -126,6 +131,18 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """A consistent image of the answering member's state machine (`coterie snapshot save`): after a
+        read barrier (so it holds every write committed before the call), the member encodes its state
+        at its applied index and streams it in chunks of at most 1 MiB. The last chunk has `last` set and
+        carries the SHA-256 of the whole image, its size, the applied index, the revision and the
+        snapshot format version (StateMachine.snapshot). Errors as for the KV reads (UNAVAILABLE when no
+        leader confirms the read barrier).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +180,11 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.Members,
                     request_deserializer=coterie_dot_v1_dot_cluster__pb2.MembersRequest.FromString,
                     response_serializer=coterie_dot_v1_dot_cluster__pb2.MembersResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=coterie_dot_v1_dot_cluster__pb2.SnapshotRequest.FromString,
+                    response_serializer=coterie_dot_v1_dot_cluster__pb2.SnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +376,33 @@ class Cluster:
             '/coterie.v1.Cluster/Members',
             coterie_dot_v1_dot_cluster__pb2.MembersRequest.SerializeToString,
             coterie_dot_v1_dot_cluster__pb2.MembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/coterie.v1.Cluster/Snapshot',
+            coterie_dot_v1_dot_cluster__pb2.SnapshotRequest.SerializeToString,
+            coterie_dot_v1_dot_cluster__pb2.SnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,
