@@ -243,8 +243,7 @@ class AsyncClient:
         (``async with lease:``, :meth:`AsyncLease.start_keepalive` or :meth:`lease` keep one alive).
         Exactly-once: a grant retried after a failure makes one lease."""
         lease = AsyncLease(self, ttl=ttl)
-        await lease._grant(timeout)
-        lease._arm()
+        await lease._grant(timeout)  # arms the loss watchdog (through the answered grant)
         return lease
 
     def lease(self, ttl: float) -> AsyncLease:

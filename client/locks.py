@@ -198,6 +198,8 @@ class _Held:
                     raise LockTimeout(f"the {self._kind} {self.name!r} was not acquired within "
                                       f"{timeout} s", name=self.name) from None
             await self._wait_turn(deadline, first)
+            assert self.lease is not None
+            self.lease.check()  # lost while acquiring: never report the lock held
         except BaseException:
             await _shielded(self._abandon())
             raise
@@ -217,6 +219,11 @@ class _Held:
         if not ok:
             await _shielded(self._abandon())
             return False
+        assert self.lease is not None
+        if not self.lease.alive:  # lost while acquiring: never report the lock held
+            err = self.lease._lost_error()
+            await _shielded(self._abandon())
+            raise err
         self._held = True
         return True
 

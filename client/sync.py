@@ -480,6 +480,10 @@ class Lease(_SyncHeldBase):
 
         self._client._loop.run(opened(), 2 * self._client.timeout + WAIT_SLACK)
         self._lost_before = self.lost.is_set()
+        if self._lost_before:
+            self._client._loop.run(self._al._release(), RELEASE_BUDGET + WAIT_SLACK)
+            raise LeaseLost(f"lease {self.id} was lost before the with-block: {self._al.lost_reason}",
+                            lease_id=self.id)
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
@@ -544,6 +548,11 @@ class _SyncHeld(_SyncHeldBase):
     def _acquired(self) -> None:
         self._hook_lost()
         self._lost_before = self.lost.is_set()
+        al = self._ah.lease
+        if self._lost_before and al is not None:
+            # Lost before the body starts: the body must not run believing it holds.
+            raise LeaseLost(f"{self._ah._kind} {self.name!r} was lost before the with-block: "
+                            f"{al.lost_reason}", lease_id=al.id)
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:

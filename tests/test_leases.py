@@ -460,3 +460,23 @@ def test_timer_checkpoints_every_interval_rounding_up() -> None:
     assert t.remaining(3, 4.3000001) == 1000  # rounded up, never down
     with pytest.raises(ValueError):
         LeaseTimer(checkpoint_interval=0)
+
+
+def test_lease_timer_due_heap_stays_bounded_and_still_retries() -> None:
+    """A follower never pops the due-heap (only the leader asks for expiries): renewals must not grow
+    it without bound, and a rebuild must keep a proposed expiry's retry."""
+    from coterie.node.server.lease_timer import LeaseTimer
+    from coterie.node.statemachine import LeaseUpdate
+
+    t = LeaseTimer(checkpoint_interval=5.0, retry=1.0)
+    for i in range(10_000):
+        t.apply_updates([LeaseUpdate(7, 3_000, i + 1)], now=i * 0.001)
+    assert len(t._due) <= 2 * 1 + 64 + 1
+    now = 10.0 + 3.0
+    [first] = t.expired(now)
+    assert first.lease_id == 7
+    assert t.expired(now + 0.5) == []            # within retry: not again
+    for i in range(200):                         # renewals of another lease force rebuilds
+        t.apply_updates([LeaseUpdate(8, 60_000, i + 1)], now=now + 0.5)
+    [again] = t.expired(now + 1.0)               # the retry survived the rebuilds
+    assert again.lease_id == 7

@@ -150,6 +150,16 @@ class LeaseTimer:
             else:
                 continue
             heapq.heappush(self._due, (deadline, u.lease_id))
+        if len(self._due) > 2 * len(self._leases) + 64:
+            # Only the leader pops due entries (expired()): on a follower every renewal adds one,
+            # so drop the stale ones now and then (one live entry per lease).
+            self._rebuild_due()
+
+    def _rebuild_due(self) -> None:
+        """One entry per lease, at the moment it may next need an expiry proposed."""
+        self._due = [(c.deadline if c.proposed_at is None else max(c.deadline, c.proposed_at + self.retry),
+                      lease_id) for lease_id, c in self._leases.items()]
+        heapq.heapify(self._due)
 
     def became_leader(self, now: float) -> None:
         """This node just became leader: forget which expiries it proposed in an earlier term (they
@@ -157,8 +167,7 @@ class LeaseTimer:
         alone: that is the point (etcd-io/etcd#9888)."""
         for c in self._leases.values():
             c.proposed_at = None
-        self._due = [(c.deadline, lease_id) for lease_id, c in self._leases.items()]
-        heapq.heapify(self._due)
+        self._rebuild_due()
         self._next_checkpoint = -math.inf
 
     def expired(self, now: float) -> list[LeaseExpireRequest]:

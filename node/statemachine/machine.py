@@ -173,7 +173,7 @@ class StateMachine:
         """The fencing token of the holder under ``prefix``: the smallest ``create_revision`` among
         the live keys in ``[prefix, prefix_end(prefix))``, or 0 if there are none."""
         end = prefix_end(prefix)
-        return min((kv.create_revision for kv in self.kv.range(prefix, end).kvs), default=0)
+        return min((kv.create_revision for kv in self.kv.range(prefix, end, keys_only=True).kvs), default=0)
 
     def _check_fence(self, fence: Fence) -> None:
         holder = self.fence_holder(fence.prefix)
