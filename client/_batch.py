@@ -140,8 +140,8 @@ class BatchChannel:
         try:
             return await fut
         except asyncio.CancelledError:
-            if self._pending.pop(rid, None) is not None and self._call is not None:
-                self._msg.cancel.append(rid)  # leaves with the next message; no flush of its own
+            if self._pending.pop(rid, None) is not None:
+                self._withdraw(rid)
             raise
         finally:
             if timer is not None:
@@ -164,9 +164,22 @@ class BatchChannel:
         entry = self._pending.pop(rid, None)
         if entry is None or entry[0].done():
             return
+        self._withdraw(rid)
+        entry[0].set_exception(rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+
+    def _withdraw(self, rid: int) -> None:
+        """Take back request ``rid``: still unsent, it is removed from the message it waits in (so
+        it is never sent); already sent, a cancel leaves with the next message (no flush of its own:
+        the server drops its answer, but a write may still be applied)."""
+        if rid > self._sent_upto:
+            for m in (self._msg, *self._full):
+                for i, item in enumerate(m.items):
+                    if item.id == rid:
+                        del m.items[i]
+                        return
+            return
         if self._call is not None:
             self._msg.cancel.append(rid)
-        entry[0].set_exception(rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
 
     def _next_message(self) -> kv_pb2.BatchRequest | None:
         if self._full:

@@ -26,8 +26,12 @@ class FakeStream:
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.cancelled = False
         self.sent_event = asyncio.Event()
+        self.gate: asyncio.Event | None = None
+        """When set to an unset event, a write waits for it (a slow connection)."""
 
     async def write(self, msg: kv_pb2.BatchRequest) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
         if self.cancelled:
             raise rpc_error(grpc.StatusCode.CANCELLED, "cancelled")
         self.sent.append(msg)
@@ -188,6 +192,33 @@ def test_deadline_and_cancellation_drop_the_answer() -> None:
         assert list(h.stream.sent[-1].cancel) == [2, 1] and h.stream.ids()[-1] == [3]
         h.stream.answer(put_answer(3, 3))
         assert (await nxt).header.revision == 3
+        assert h.ch.pending == 0
+    run(t)
+
+
+def test_a_request_cancelled_before_it_was_sent_is_never_sent() -> None:
+    async def t(h: Harness) -> None:
+        first = asyncio.ensure_future(h.ch.call("Put", put(b"k1"), 5.0, write=True))
+        await settle()
+        assert h.stream.ids() == [[1]]
+        # Two more queue while the connection is slow to take the next message; one of them is
+        # cancelled before it leaves.
+        gate = h.stream.gate = asyncio.Event()
+        kept = asyncio.ensure_future(h.ch.call("Put", put(b"k2"), 5.0, write=True))
+        await settle()
+        dropped = asyncio.ensure_future(h.ch.call("Put", put(b"k3"), 5.0, write=True))
+        await settle()
+        assert h.ch.pending == 3 and h.stream.ids() == [[1]]
+        dropped.cancel()
+        await settle()
+        gate.set()
+        await settle()
+        assert dropped.cancelled()
+        sent_ids = [i for m in h.stream.ids() for i in m]
+        assert 3 not in sent_ids and 2 in sent_ids  # withdrawn, not sent then cancelled
+        assert all(3 not in m.cancel for m in h.stream.sent)
+        h.stream.answer(put_answer(1, 1), put_answer(2, 2))
+        assert (await first).header.revision == 1 and (await kept).header.revision == 2
         assert h.ch.pending == 0
     run(t)
 

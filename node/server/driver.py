@@ -459,7 +459,7 @@ class Driver:
         loop = asyncio.get_running_loop()
         for req in reqs:
             fut: asyncio.Future[Response] = loop.create_future()
-            fut.add_done_callback(_consume_outcome)
+            fut.add_done_callback(consume_outcome)
             self._queued_proposals += 1
             self._inbox.append(("propose", encode_command(req), fut))
             self.internal_proposals += 1
@@ -627,7 +627,7 @@ class Driver:
         self._read_waits = []
 
 
-def _consume_outcome(fut: asyncio.Future[Response]) -> None:
+def consume_outcome(fut: asyncio.Future[Any]) -> None:
     """Retrieve an internal proposal's outcome so a failure is not reported as never retrieved."""
     if not fut.cancelled():
         fut.exception()

@@ -49,7 +49,7 @@ from ..statemachine import (
     Response,
     encode_command,
 )
-from .driver import Driver
+from .driver import Driver, consume_outcome
 from .info import NodeInfo
 from .kv_codec import session_from_header
 from .services import _now_ms, _Service
@@ -81,7 +81,7 @@ class KeepAliveBatcher:
 
     def submit(self, lease_id: int) -> asyncio.Future[tuple[int, int]]:
         fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(_consume)
+        fut.add_done_callback(consume_outcome)
         self._pending.append((lease_id, fut))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="lease-keepalive")
@@ -112,11 +112,6 @@ class KeepAliveBatcher:
             for lease_id, f in batch:
                 if not f.done():
                     f.set_result((renewed.get(lease_id, 0), resp.revision))
-
-
-def _consume(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
 
 
 def _no_fence(pb: Any) -> None:
