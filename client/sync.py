@@ -499,6 +499,7 @@ class _SyncHeld(_SyncHeldBase):
         super().__init__(client)
         self._ah = aio
         self._lost_before = False
+        self._lease_view: Lease | None = None
 
     def _async_lease(self) -> AsyncLease | None:
         return self._ah.lease
@@ -537,8 +538,15 @@ class _SyncHeld(_SyncHeldBase):
 
     @property
     def lease(self) -> Lease | None:
+        """The lease the lock or leadership hangs on: one handle, whose ``lost`` is set on loss."""
         al = self._ah.lease
-        return Lease(self._client, al) if al is not None else None
+        if al is None:
+            return None
+        if self._lease_view is None or self._lease_view._al is not al:
+            view = Lease(self._client, al)
+            self._client._loop.run(_run_fn(view._hook_lost), WAIT_SLACK)
+            self._lease_view = view
+        return self._lease_view
 
     def release(self, *, timeout: float | None = None) -> None:
         """Delete the key and revoke the lease. Idempotent."""

@@ -436,3 +436,14 @@ def test_cli_status_counts_leases_and_locks(eps: str, client: Client) -> None:
         assert lk.alive
         r = _cli(eps, "status")
         assert r.returncode == 0 and "LEASES" in r.stdout.splitlines()[0] and "LOCKS" in r.stdout
+
+
+def test_a_locks_lease_handle_is_one_and_reports_the_loss(client: Client) -> None:
+    lk = client.lock("test/lease-view", ttl=5).acquire()
+    try:
+        view = lk.lease
+        assert view is not None and view is lk.lease and view.id
+        client.revoke_lease(view.id)  # from outside: the lock is lost
+        assert view.lost.wait(15) and not view.alive
+    finally:
+        lk.release()
